@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "backend.core",
+    "backend.projects",
+    "backend.imaging",
 ]
 
 MIDDLEWARE = [

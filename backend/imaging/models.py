@@ -1,0 +1,102 @@
+"""CT pools, scans with their stored volumes, reference label maps and import jobs.
+
+Every scan is stored twice: its original files as uploaded, and its volume on the
+working grid (method.md §1: 1 mm slice interval, 360 mm field of view, 512 x 512),
+as int16 HU in a .npy file, which the slice endpoints and the worker read.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Pool(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Scan(models.Model):
+    class Status(models.TextChoices):
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="scans")
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
+    # Geometry dicts as mltasks.geometry.Geometry.to_dict(): of the original and of the working grid.
+    original_geometry = models.JSONField()
+    geometry = models.JSONField()
+    volume = models.FileField(upload_to="scans/%Y/%m/")  # .npy int16 HU (z, y, x) on the working grid
+    # DICOM identifiers (empty for NIfTI/MHA/NRRD sources).
+    patient_id = models.CharField(max_length=64, blank=True)
+    study_uid = models.CharField(max_length=64, blank=True)
+    series_uid = models.CharField(max_length=64, blank=True, db_index=True)
+    modality = models.CharField(max_length=16, blank=True)
+    manufacturer = models.CharField(max_length=128, blank=True)
+    series_description = models.CharField(max_length=255, blank=True)
+    source_format = models.CharField(max_length=16)  # dicom, nifti, mha, nrrd
+    content_hash = models.CharField(max_length=64, db_index=True)  # sha256 of the original HU array
+    import_log = models.TextField(blank=True)
+    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pool", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.geometry["shape"])
+
+
+class ScanFile(models.Model):
+    """One original file of a scan, kept as uploaded."""
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="files")
+    file = models.FileField(upload_to="originals/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+
+
+class ReferenceLabelMap(models.Model):
+    """A fully or partly labelled reference for a scan, on the scan's working grid."""
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="reference_labels")
+    label_set = models.ForeignKey("projects.LabelSet", on_delete=models.PROTECT, related_name="+")
+    labels = models.FileField(upload_to="labels/%Y/%m/")  # .npy uint8 (z, y, x)
+    labelled_slices = models.JSONField(default=list)  # z indices on the working grid; all slices when full
+    source_name = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scan", "label_set"], name="one_reference_per_label_set")]
+
+
+class ImportJob(models.Model):
+    """An upload or command-line import running on the ``cpu`` queue."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    staging_dir = models.CharField(max_length=500)  # local folder holding the uploaded files until import ends
+    label_set = models.ForeignKey("projects.LabelSet", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    percent = models.FloatField(default=0.0)
+    # One entry per input: {"name", "status": "imported"|"failed", "scan_id"?, "error"?}.
+    results = models.JSONField(default=list)
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
