@@ -65,6 +65,9 @@ class ScanFile(models.Model):
     original_name = models.CharField(max_length=255)
     size = models.BigIntegerField()
 
+    def __str__(self) -> str:
+        return self.original_name
+
 
 class ReferenceLabelMap(models.Model):
     """A fully or partly labelled reference for a scan, on the scan's working grid."""
@@ -78,6 +81,9 @@ class ReferenceLabelMap(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scan", "label_set"], name="one_reference_per_label_set")]
+
+    def __str__(self) -> str:
+        return f"reference labels of {self.scan}"
 
 
 class ImportJob(models.Model):
@@ -100,3 +106,6 @@ class ImportJob(models.Model):
     results = models.JSONField(default=list)
     created = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"import {self.pk} into {self.pool}: {self.status}"
