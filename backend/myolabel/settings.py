@@ -135,6 +135,7 @@ USE_TZ = True
 # --- Files --------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env.str("MYOLABEL_STATIC_ROOT", default=str(DATA_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 MEDIA_ROOT = Path(env.str("MYOLABEL_MEDIA_ROOT", default=str(DATA_DIR / "media")))
 MEDIA_URL = "/media/"
@@ -258,3 +259,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("MYOLABEL_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Import limits (backend.imaging.importing, backend.imaging.uploads) ------------------
+# Bytes one upload job may receive, all its files together (chunked or multipart).
+MYOLABEL_MAX_UPLOAD_BYTES = env.int("MYOLABEL_MAX_UPLOAD_BYTES", default=4 * 2**30)
+# Largest single chunk of the chunked-upload API; the browser sends 8 MiB.
+MYOLABEL_MAX_CHUNK_BYTES = env.int("MYOLABEL_MAX_CHUNK_BYTES", default=64 * 2**20)
+# Zip archives: total size once extracted, per-member compression ratio, number of entries.
+MYOLABEL_MAX_EXTRACTED_BYTES = env.int("MYOLABEL_MAX_EXTRACTED_BYTES", default=8 * 2**30)
+MYOLABEL_MAX_ZIP_RATIO = env.float("MYOLABEL_MAX_ZIP_RATIO", default=250.0)
+MYOLABEL_MAX_ZIP_MEMBERS = env.int("MYOLABEL_MAX_ZIP_MEMBERS", default=100_000)
+# Uploaded files wait here until their import ends; web and cpu workers must share it.
+MYOLABEL_STAGING_DIR = Path(env.str("MYOLABEL_STAGING_DIR", default=str(DATA_DIR / "staging")))
