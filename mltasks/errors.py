@@ -82,3 +82,18 @@ class InvalidSimulationConfig(MyoLabelError):
 
 class CalibrationError(MyoLabelError):
     """The predicted-Dice (PDC) calibration cannot be fitted from the pairs given."""
+
+
+# --- networks, training and inference (mltasks.nets, train, infer) ---
+
+
+class BadNetConfig(MyoLabelError, ValueError):
+    """A network configuration, or an input to a network, does not fit."""
+
+
+class InvalidCheckpoint(MyoLabelError):
+    """A model checkpoint file cannot be loaded or is not a MyoLabel U-Net checkpoint."""
+
+
+class InvalidTrainingData(MyoLabelError, ValueError):
+    """Training slices or labels have the wrong shape, dtype or value range."""

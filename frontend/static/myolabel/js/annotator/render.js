@@ -1,0 +1,99 @@
+// Pixel rendering for the annotator's stacked canvases (CT, labels, uncertainty, outline).
+// Everything works on whole typed arrays or on the bounding box of what changed, so that
+// a brush stroke on a 512 x 512 slice repaints only a few hundred pixels.
+
+import { UNANSWERED } from "./core.js";
+
+export const PRESETS = { soft: { window: 400, level: 40 }, bone: { window: 1800, level: 400 } };
+
+/** "#rrggbb" -> [r, g, b]. */
+export function hexToRgb(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+/** A 256-entry RGBA lookup table (Uint8Array of 1024) from [{value, colour}]. */
+export function colourTable(labels) {
+  const lut = new Uint8Array(256 * 4);
+  for (const { value, colour } of labels) {
+    const [r, g, b] = hexToRgb(colour);
+    lut.set([r, g, b, 255], value * 4);
+  }
+  return lut; // value 0 (background) and 255 (unanswered) stay transparent
+}
+
+/** Grey RGBA pixels of HU values (Int16Array) for a window/level. */
+export function windowToRgba(hu, window, level, out) {
+  const low = level - window / 2;
+  const scale = 255 / Math.max(1, window);
+  for (let i = 0, j = 0; i < hu.length; i++, j += 4) {
+    let g = (hu[i] - low) * scale;
+    g = g < 0 ? 0 : g > 255 ? 255 : g;
+    out[j] = out[j + 1] = out[j + 2] = g;
+    out[j + 3] = 255;
+  }
+  return out;
+}
+
+/** Label overlay RGBA for the box [x0, x1) x [y0, y1), reading labels through `labelAt(i)`. */
+export function labelsToRgba(labelAt, width, box, lut, alpha, out) {
+  const a = Math.round(alpha * 255);
+  let j = 0;
+  for (let y = box.y0; y < box.y1; y++) {
+    for (let x = box.x0; x < box.x1; x++, j += 4) {
+      const v = labelAt(y * width + x);
+      const k = v * 4;
+      out[j] = lut[k];
+      out[j + 1] = lut[k + 1];
+      out[j + 2] = lut[k + 2];
+      out[j + 3] = lut[k + 3] ? a : 0;
+    }
+  }
+  return out;
+}
+
+/** Outline of the query region: queried pixels with a 4-neighbour outside it. */
+export function outlineRgba(mask, width, height, out) {
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      if (!mask[i]) continue;
+      const edge = x === 0 || y === 0 || x === width - 1 || y === height - 1 ||
+        !mask[i - 1] || !mask[i + 1] || !mask[i - width] || !mask[i + width];
+      if (edge) out.set([255, 255, 0, 255], i * 4);
+    }
+  }
+  return out;
+}
+
+/** Heat map of the pixel uncertainty (Float32Array), scaled to its maximum. */
+export function heatRgba(values, out) {
+  let max = 0;
+  for (const v of values) if (v > max) max = v;
+  const s = max > 0 ? 1 / max : 0;
+  for (let i = 0, j = 0; i < values.length; i++, j += 4) {
+    const t = values[i] * s;
+    out[j] = 255;
+    out[j + 1] = Math.round(255 * (1 - t));
+    out[j + 2] = 0;
+    out[j + 3] = Math.round(200 * t);
+  }
+  return out;
+}
+
+/** Bounding box (exclusive ends) of flat indices, grown by `pad` and clipped. */
+export function boxOf(indices, width, height, pad = 0) {
+  let x0 = width, y0 = height, x1 = -1, y1 = -1;
+  for (const i of indices) {
+    const x = i % width, y = (i - x) / width;
+    if (x < x0) x0 = x;
+    if (x > x1) x1 = x;
+    if (y < y0) y0 = y;
+    if (y > y1) y1 = y;
+  }
+  if (x1 < 0) return null;
+  return { x0: Math.max(0, x0 - pad), y0: Math.max(0, y0 - pad),
+           x1: Math.min(width, x1 + 1 + pad), y1: Math.min(height, y1 + 1 + pad) };
+}
+
+export { UNANSWERED };
