@@ -1,0 +1,306 @@
+"""One active-learning step as functions a worker can call (method.md §4).
+
+``propose_queries`` (model, pool, configuration) -> queries: MC inference over
+the unlabelled slices, slice scores, D_c, D_r and pixel masks. ``retrain``
+re-initialises (as the paper) or warm-starts the network on the grown training
+set. ``evaluate`` measures Dice, ASD and PSV per structure on test volumes.
+
+Slices are on the network grid: images (N, H, W) float32 in [0, 1], labels
+uint8, H = W = the network matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mltasks.errors import InvalidQuery
+from mltasks.infer import mc_predict_slices
+from mltasks.labels import LabelSet
+from mltasks.metrics import evaluate_volume
+from mltasks.nets import NetConfig, UNet
+from mltasks.postprocess import keep_largest_components
+from mltasks.progress import ProgressCallback
+from mltasks.query import (
+    full_slice_mask,
+    pixel_query_mask,
+    random_pixel_mask,
+    select_random,
+    select_representative,
+    select_uncertain,
+    slice_scores,
+)
+from mltasks.train import TrainConfig, train
+from mltasks.uncertainty import structure_wise_variance
+
+STRATEGIES = ("tau", "manual", "random_pixels", "random_slices")
+
+
+@dataclass(frozen=True)
+class ALConfig:
+    """Settings of one acquisition step.
+
+    Attributes:
+        strategy: "tau" (proposed: pixels with u >= tau), "manual" (whole selected
+            slices), "random_pixels" (the selected slices, as many random pixels as
+            the tau query would send), "random_slices" (random slices, whole).
+        tau: threshold of Eq. 7 (also sets the pixel count of "random_pixels").
+        n_select: |D_r|, slices added per step.
+        candidate_factor: |D_c| = ceil(candidate_factor * n_select) (**choice**: 2,
+            as Yang et al. 2017 took 16 uncertain and kept 8).
+        t_samples: MC dropout samples per slice.
+        batch_size: slices per network batch.
+        seed: seed of MC dropout and of the random baselines (mixed with the step).
+        net: architecture used when ``retrain`` starts without a model.
+        train: optimisation settings of ``retrain``.
+    """
+
+    strategy: str = "tau"
+    tau: float = 2.5e-3
+    n_select: int = 10
+    candidate_factor: float = 2.0
+    t_samples: int = 10
+    batch_size: int = 8
+    seed: int = 0
+    net: NetConfig | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            msg = f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
+            raise InvalidQuery(msg)
+        if self.n_select < 1 or self.candidate_factor < 1 or not math.isfinite(self.tau):
+            msg = f"need n_select >= 1, candidate_factor >= 1 and a finite tau; got {self.n_select}, {self.candidate_factor}, {self.tau}"
+            raise InvalidQuery(msg)
+
+    @property
+    def n_candidates(self) -> int:
+        return math.ceil(self.candidate_factor * self.n_select)
+
+
+@dataclass
+class SlicePool:
+    """All slices of the pool and which of them are labelled already.
+
+    Attributes:
+        images: (N, H, W) float32 network-grid slices.
+        labelled: (N,) bool, True for slices in the training set.
+        body: (N, H, W) bool body masks, or None (slice scores then average whole slices).
+    """
+
+    images: np.ndarray
+    labelled: np.ndarray
+    body: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 3 or self.labelled.shape != (self.images.shape[0],):
+            msg = f"images must be (N, H, W) and labelled (N,); got {self.images.shape} and {self.labelled.shape}"
+            raise InvalidQuery(msg)
+        if self.body is not None and self.body.shape != self.images.shape:
+            raise InvalidQuery(
+                f"body {self.body.shape} must have the images' shape {self.images.shape}"
+            )
+
+    @property
+    def unlabelled(self) -> np.ndarray:
+        """(M,) int64 indices of the slices not yet labelled (D_u)."""
+        return np.flatnonzero(~self.labelled)
+
+
+@dataclass
+class Query:
+    """One slice sent to the expert.
+
+    Attributes:
+        slice_index: index into the pool.
+        mask: (H, W) bool, the pixels the expert must label.
+        predicted: (H, W) uint8 labels of the current model (kept outside the mask).
+        score: the slice's uncertainty score (NaN for random slices).
+    """
+
+    slice_index: int
+    mask: np.ndarray
+    predicted: np.ndarray
+    score: float
+
+    @property
+    def n_queried(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+
+@dataclass
+class TrainingSet:
+    """Labelled slices: images (N, H, W) float32, labels (N, H, W) uint8 (255 unlabelled),
+    provenance (N, H, W) uint8 (``query.PREDICTED`` / ``query.ANSWERED``)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    provenance: np.ndarray
+
+    def added(self, images: np.ndarray, labels: np.ndarray, provenance: np.ndarray) -> TrainingSet:
+        """A new set with (n, H, W) slices appended."""
+        return TrainingSet(
+            np.concatenate([self.images, images]),
+            np.concatenate([self.labels, labels.astype(np.uint8)]),
+            np.concatenate([self.provenance, provenance.astype(np.uint8)]),
+        )
+
+
+def _rng(config: ALConfig, step: int) -> np.random.Generator:
+    return np.random.default_rng([config.seed, step])
+
+
+def propose_queries(
+    model: UNet,
+    pool: SlicePool,
+    config: ALConfig,
+    *,
+    step: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> list[Query]:
+    """One acquisition step: the slices and pixels to send to the expert.
+
+    Args:
+        model: the current (Bayesian) network.
+        pool: all pool slices; only unlabelled ones are considered.
+        config: strategy, tau, n_select, ...
+        step: step number, mixed into the seeds so steps differ reproducibly.
+        on_progress: phase "predict" (MC inference over the unlabelled slices).
+    Returns:
+        Queries in the order chosen (D_r's greedy order; drawn order for random
+        slices); fewer than ``n_select`` when the pool runs out, none when empty.
+    """
+    unl = pool.unlabelled
+    if unl.size == 0:
+        return []
+    seed = config.seed * 1000 + step
+    if config.strategy == "random_slices":
+        chosen = unl[select_random(unl.size, config.n_select, rng=_rng(config, step))]
+        pred = mc_predict_slices(pool.images[chosen], model, t_samples=config.t_samples,
+                                 batch_size=config.batch_size, seed=seed, on_progress=on_progress)  # fmt: skip
+        return [
+            Query(int(i), full_slice_mask(pred.labels[k].shape), pred.labels[k], math.nan)
+            for k, i in enumerate(chosen)
+        ]
+    pred = mc_predict_slices(pool.images[unl], model, t_samples=config.t_samples,
+                             batch_size=config.batch_size, seed=seed, on_progress=on_progress)  # fmt: skip
+    scores = slice_scores(pred.pixel_uncertainty, None if pool.body is None else pool.body[unl])
+    d_c = select_uncertain(scores, config.n_candidates)
+    d_r = select_representative(pred.descriptors, d_c, min(config.n_select, d_c.size))
+    masks = _masks(pred.pixel_uncertainty[d_r], config, _rng(config, step))
+    return [
+        Query(int(unl[k]), masks[j], pred.labels[k], float(scores[k])) for j, k in enumerate(d_r)
+    ]
+
+
+def _masks(u: np.ndarray, config: ALConfig, rng: np.random.Generator) -> np.ndarray:
+    """(n, H, W) bool query masks of the selected slices' uncertainty ``u`` (n, H, W)."""
+    if config.strategy == "manual":
+        return full_slice_mask(u.shape)
+    tau_masks = pixel_query_mask(u, config.tau)
+    if config.strategy == "tau":
+        return tau_masks
+    return random_pixel_mask(u.shape, int(np.count_nonzero(tau_masks)), rng=rng)
+
+
+def retrain(
+    model_or_none: UNet | None,
+    labelled: TrainingSet,
+    config: ALConfig,
+    *,
+    warm_start: bool,
+    label_set: LabelSet | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[UNet, list[dict]]:
+    """Train on the grown training set: from scratch (the paper) or from the previous weights.
+
+    Args:
+        model_or_none: the previous step's model, or None for the first step.
+        labelled: the training slices.
+        config: ``config.train`` (optimisation) and ``config.net`` (architecture
+            when there is no model; otherwise the model's own).
+        warm_start: start from ``model_or_none``'s weights instead of He initialisation.
+        label_set: stored with the model; its flips swap sided labels.
+        on_progress: phase "train".
+    Returns:
+        (the best-validation model in MC mode, per-epoch history).
+    """
+    net_config = model_or_none.config if model_or_none is not None else config.net
+    if net_config is None:
+        raise InvalidQuery("retrain needs a model or ALConfig.net to build one; set ALConfig.net")
+    result = train(
+        labelled.images, labelled.labels, net_config, config=config.train, label_set=label_set,
+        init_model=model_or_none if warm_start else None, on_progress=on_progress,
+    )  # fmt: skip
+    return result.model, result.history
+
+
+@dataclass
+class TestVolume:
+    """A labelled test volume on the network grid: images (z, H, W) float32,
+    labels (z, H, W) uint8, spacing (z, y, x) mm of that grid."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+@dataclass
+class Evaluation:
+    """Per-volume, per-class tables (n_volumes, n_classes); column 0 (background) is NaN,
+    as is a structure absent from a volume's reference."""
+
+    names: list[str]
+    dice: np.ndarray
+    asd: np.ndarray
+    psv: np.ndarray
+
+    @property
+    def structure_dice(self) -> np.ndarray:
+        """(n_classes,) mean Dice of every structure over the volumes (NaN if never present)."""
+        counts = np.isfinite(self.dice).sum(axis=0)
+        sums = np.nansum(self.dice, axis=0)
+        return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
+
+    @property
+    def mean_dice(self) -> float:
+        """Mean over structures present in the references of the per-structure mean Dice."""
+        d = self.structure_dice[1:]
+        return float(np.nanmean(d)) if np.isfinite(d).any() else math.nan
+
+
+def evaluate(
+    model: UNet,
+    volumes: list[TestVolume],
+    *,
+    t_samples: int = 10,
+    batch_size: int = 8,
+    seed: int = 0,
+    largest_component: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> Evaluation:
+    """Dice, ASD (mltasks.metrics) and PSV of the MC prediction of every test volume.
+
+    The prediction keeps the largest 3D component of every structure (method.md §1.6)
+    unless ``largest_component`` is False.
+    """
+    n_classes = model.config.n_classes
+    shape = (len(volumes), n_classes)
+    dice, asd, psv = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    for v, vol in enumerate(volumes):
+        pred = mc_predict_slices(vol.images, model, t_samples=t_samples, batch_size=batch_size,
+                                 seed=seed, on_progress=on_progress)  # fmt: skip
+        labels = keep_largest_components(pred.labels) if largest_component else pred.labels
+        metrics = evaluate_volume(labels, vol.labels, vol.spacing, n_classes)
+        present = np.bincount(vol.labels.reshape(-1), minlength=n_classes)[:n_classes] > 0
+        for c in range(1, n_classes):
+            if present[c]:
+                dice[v, c], asd[v, c] = metrics[c]["dice"], metrics[c]["asd"]
+        psv[v] = np.where(
+            present, structure_wise_variance(labels, pred.pixel_uncertainty, n_classes), np.nan
+        )
+        psv[v, 0] = np.nan
+    return Evaluation([vol.name for vol in volumes], dice, asd, psv)

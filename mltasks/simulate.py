@@ -1,0 +1,410 @@
+"""The paper's active-learning simulation (method.md §5) with an oracle answering from ground truth.
+
+A pool of labelled volumes starts with ``initial_fraction`` of each volume's
+slices labelled (evenly spaced, **choice**); every step adds, per strategy,
+``step_fraction`` of each pool volume's slices (their sum, chosen over the whole
+pool), the oracle answers the queried pixels from the ground truth, the other
+pixels of those slices take the predicted label, and the network is retrained
+(re-initialised as the paper, or warm-started) and evaluated on the test volumes.
+The step-0 model is trained once and shared by all strategies.
+
+Configuration: a JSON or TOML file whose keys mirror ``SimulationConfig`` with
+sections ``data``, ``network``, ``training`` (see docs/simulation.md).
+Outputs in the output folder: ``simulation.csv`` (one row per strategy and
+step), ``psv_dice.csv`` (per test volume and structure) and the figures of
+``mltasks.simulate.write_figures``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from mltasks.active import (
+    ALConfig,
+    Evaluation,
+    SlicePool,
+    TestVolume,
+    TrainingSet,
+    evaluate,
+    propose_queries,
+    retrain,
+)
+from mltasks.errors import InvalidSimulationConfig, MyoLabelError
+from mltasks.labels import LabelSet, default_label_set
+from mltasks.nets import profile
+from mltasks.preprocess import preprocess_volume, resample_labels_to_network
+from mltasks.progress import ProgressCallback, report
+from mltasks.query import ANSWERED, UNANSWERED, manual_annotation_cost, merge_answers
+from mltasks.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything a simulation run needs; plain values (from JSON/TOML).
+
+    Attributes:
+        steps: S, acquisition steps per strategy (paper: 19 after the start).
+        strategies: "manual", "random_slices", "random_pixels" (count of the
+            tau = ``random_pixels_tau`` query) or "tau=<value>".
+        initial_fraction / step_fraction: share of each pool volume's slices labelled
+            at the start / added per step (paper: 0.05 / 0.05).
+        warm_start: retrain from the previous weights instead of re-initialising.
+        initial_max_epochs: epochs of the step-0 training (None: ``training.max_epochs``),
+            so warm-started runs can train the start model longer than each step.
+        data: {"kind": "phantoms", "pool": 15, "test": 5, "size": [z, y, x], "seed": 0}
+            or {"kind": "files", "pool": [{"ct": path, "labels": path}, ...], "test": [...]}
+            (relative paths are relative to the configuration file).
+        network: {"profile": "fast", "matrix": int?, "fov_mm": 360, "slice_interval_mm": 1.0
+            or "native" (keep the volume's own z spacing), "t_samples": 10,
+            "candidate_factor": 2, "batch_size": 8}.
+        training: any ``TrainConfig`` field (max_epochs, patience, lr, augment, ...).
+    """
+
+    steps: int = 19
+    strategies: tuple[str, ...] = ("manual", "random_pixels", "tau=1e-3", "tau=2.5e-3", "tau=5e-3")
+    initial_fraction: float = 0.05
+    step_fraction: float = 0.05
+    random_pixels_tau: float = 2.5e-3
+    warm_start: bool = False
+    initial_max_epochs: int | None = None
+    seed: int = 0
+    data: dict = field(
+        default_factory=lambda: {"kind": "phantoms", "pool": 15, "test": 5, "size": [200, 256, 256]}
+    )
+    network: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    base_dir: str = "."
+
+
+def load_simulation_config(path: str | Path) -> SimulationConfig:
+    """Read a JSON (.json) or TOML (any other suffix) simulation configuration."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as exc:
+        raise InvalidSimulationConfig(
+            f"{path}: cannot read the configuration ({exc}); fix the file"
+        ) from exc
+    known = {f.name for f in fields(SimulationConfig)} - {"base_dir"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InvalidSimulationConfig(
+            f"{path}: unknown keys {unknown}; known keys: {sorted(known)}"
+        )
+    if "strategies" in raw:
+        raw["strategies"] = tuple(raw["strategies"])
+    config = SimulationConfig(**raw, base_dir=str(path.parent))
+    for spec in config.strategies:
+        strategy_config(spec, config)  # fail early on a bad name
+    return config
+
+
+def strategy_config(spec: str, config: SimulationConfig) -> tuple[str, float]:
+    """("tau" | "manual" | "random_pixels" | "random_slices", tau) of a strategy name."""
+    name, _, value = spec.partition("=")
+    if name not in ("tau", "manual", "random_pixels", "random_slices"):
+        raise InvalidSimulationConfig(
+            f"unknown strategy {spec!r}; use manual, random_slices, random_pixels or tau=<value>"
+        )
+    try:
+        tau = (
+            float(value)
+            if value
+            else (config.random_pixels_tau if name == "random_pixels" else math.nan)
+        )
+    except ValueError as exc:
+        raise InvalidSimulationConfig(f"strategy {spec!r}: {value!r} is not a number") from exc
+    if name == "tau" and not math.isfinite(tau):
+        raise InvalidSimulationConfig(f"strategy {spec!r} needs a threshold, e.g. tau=2.5e-3")
+    return name, (tau if math.isfinite(tau) else 0.0)
+
+
+@dataclass
+class _Volume:
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    body: np.ndarray | None
+    spacing: tuple[float, float, float]
+
+
+def _network_volume(name: str, hu, geometry, labels, body, net: dict, matrix: int) -> _Volume:
+    interval = net.get("slice_interval_mm", 1.0)
+    interval = geometry.spacing[0] if interval == "native" else float(interval)
+    pre = preprocess_volume(
+        hu,
+        geometry,
+        matrix=matrix,
+        fov_mm=float(net.get("fov_mm", 360.0)),
+        slice_interval_mm=interval,
+    )
+    lab = resample_labels_to_network(labels.astype(np.uint8), geometry, pre.geometry)
+    b = (
+        None
+        if body is None
+        else resample_labels_to_network(body.astype(np.uint8), geometry, pre.geometry) > 0
+    )
+    return _Volume(name, pre.image, lab, b, pre.geometry.spacing)
+
+
+def load_volumes(
+    config: SimulationConfig, matrix: int, *, on_progress: ProgressCallback | None = None
+) -> tuple[list[_Volume], list[_Volume], LabelSet]:
+    """(pool volumes, test volumes, label set) on the network grid."""
+    data, net = config.data, config.network
+    if data.get("kind", "phantoms") == "phantoms":
+        from mltasks.phantom import generate_phantom
+
+        n_pool, n_test = int(data.get("pool", 15)), int(data.get("test", 5))
+        size, seed = (
+            tuple(int(v) for v in data.get("size", (200, 256, 256))),
+            int(data.get("seed", 0)),
+        )
+        vols = []
+        for i in range(n_pool + n_test):
+            ph = generate_phantom(seed + i, shape=size)
+            vols.append(
+                _network_volume(
+                    f"phantom_{seed + i}", ph.hu, ph.geometry, ph.labels, ph.body, net, matrix
+                )
+            )
+            report(on_progress, "volumes", i + 1, n_pool + n_test)
+        return vols[:n_pool], vols[n_pool:], ph.label_set
+    if data.get("kind") != "files":
+        raise InvalidSimulationConfig(
+            f"data.kind must be 'phantoms' or 'files', not {data.get('kind')!r}"
+        )
+    from mltasks.io import read_label_onto, read_volume
+
+    def read(entries: list[dict]) -> list[_Volume]:
+        out = []
+        for entry in entries:
+            ct, lab = (Path(config.base_dir) / entry[k] for k in ("ct", "labels"))
+            hu, geometry = read_volume(ct)
+            out.append(
+                _network_volume(
+                    ct.name, hu, geometry, read_label_onto(lab, geometry), None, net, matrix
+                )
+            )
+        return out
+
+    return read(data["pool"]), read(data["test"]), default_label_set()
+
+
+def _evenly_spaced(n_slices: int, fraction: float) -> np.ndarray:
+    k = min(n_slices, max(1, round(fraction * n_slices)))
+    return ((np.arange(k) + 0.5) * n_slices / k).astype(np.int64)
+
+
+def _al_config(config: SimulationConfig, n_classes: int, n_select: int) -> ALConfig:
+    net = dict(config.network)
+    prof = net.pop("profile", "fast")
+    overrides = {k: net[k] for k in ("matrix", "width", "depth", "dropout") if k in net}
+    return ALConfig(
+        n_select=n_select, candidate_factor=float(net.get("candidate_factor", 2.0)),
+        t_samples=int(net.get("t_samples", 10)), batch_size=int(net.get("batch_size", 8)), seed=config.seed,
+        net=profile(prof, n_classes=n_classes, **overrides),
+        train=TrainConfig(**{"seed": config.seed, **config.training}),
+    )  # fmt: skip
+
+
+@dataclass
+class SimulationResult:
+    rows: list[dict]
+    psv_rows: list[dict]
+    out_dir: Path
+
+
+def run_simulation(
+    config: SimulationConfig, out_dir: str | Path, *, on_progress: ProgressCallback | None = None
+) -> SimulationResult:
+    """Run every strategy for ``config.steps`` steps; write CSVs and figures into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        base = _al_config(config, default_label_set().n_classes, 1)
+    except (TypeError, MyoLabelError) as exc:
+        raise InvalidSimulationConfig(f"bad network/training settings: {exc}") from exc
+    pool_vols, test_vols, label_set = load_volumes(config, base.net.matrix, on_progress=on_progress)
+    base = replace(base, net=replace(base.net, n_classes=label_set.n_classes))
+    images = np.concatenate([v.images for v in pool_vols])
+    truth = np.concatenate([v.labels for v in pool_vols])
+    body = (
+        None
+        if any(v.body is None for v in pool_vols)
+        else np.concatenate([v.body for v in pool_vols])
+    )
+    starts = np.cumsum([0] + [v.images.shape[0] for v in pool_vols])[:-1]
+    labelled0 = np.zeros(images.shape[0], bool)
+    for s, v in zip(starts, pool_vols, strict=True):
+        labelled0[s + _evenly_spaced(v.images.shape[0], config.initial_fraction)] = True
+    n_select = sum(max(1, round(config.step_fraction * v.images.shape[0])) for v in pool_vols)
+    tests = [TestVolume(v.name, v.images, v.labels, v.spacing) for v in test_vols]
+    eval_kw = {"t_samples": base.t_samples, "batch_size": base.batch_size, "seed": config.seed}
+
+    t0 = time.perf_counter()
+    idx0 = np.flatnonzero(labelled0)
+    start_set = TrainingSet(
+        images[idx0], truth[idx0], np.full(truth[idx0].shape, ANSWERED, np.uint8)
+    )
+    epochs0 = config.initial_max_epochs or base.train.max_epochs
+    first = replace(base, train=replace(base.train, max_epochs=epochs0))
+    model0, _ = retrain(
+        None, start_set, first, warm_start=False, label_set=label_set, on_progress=on_progress
+    )
+    ev0 = evaluate(model0, tests, **eval_kw)
+    wall0 = time.perf_counter() - t0
+    rows, psv_rows = [], []
+    for spec in config.strategies:
+        name, tau = strategy_config(spec, config)
+        cfg = replace(base, strategy=name, tau=tau, n_select=n_select)
+        rows.append(_row(spec, 0, ev0, label_set, idx0.size, [], wall0))
+        psv_rows += _psv_rows(spec, 0, ev0, label_set)
+        model, pool, tset = model0, SlicePool(images, labelled0.copy(), body), start_set
+        for step in range(1, config.steps + 1):
+            t = time.perf_counter()
+            queries = propose_queries(model, pool, cfg, step=step)
+            if not queries:
+                break
+            tset = tset.added(images[[q.slice_index for q in queries]], *_oracle(queries, truth))
+            pool.labelled[[q.slice_index for q in queries]] = True
+            model, _ = retrain(model, tset, cfg, warm_start=config.warm_start, label_set=label_set)
+            ev = evaluate(model, tests, **eval_kw)
+            rows.append(
+                _row(
+                    spec,
+                    step,
+                    ev,
+                    label_set,
+                    int(pool.labelled.sum()),
+                    [q.mask for q in queries],
+                    time.perf_counter() - t,
+                )
+            )
+            psv_rows += _psv_rows(spec, step, ev, label_set)
+            report(
+                on_progress,
+                f"simulate {spec}",
+                step,
+                config.steps,
+                dice=round(ev.mean_dice, 4),
+                mac=round(rows[-1]["mac"], 5),
+            )
+    _write_csv(out / "simulation.csv", rows)
+    _write_csv(out / "psv_dice.csv", psv_rows)
+    write_figures(rows, psv_rows, out)
+    return SimulationResult(rows, psv_rows, out)
+
+
+def _oracle(queries, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, provenance) (n, H, W) of the queried slices: ground truth inside the queries."""
+    merged = [
+        merge_answers(q.predicted, q.mask, np.where(q.mask, truth[q.slice_index], UNANSWERED))
+        for q in queries
+    ]
+    return np.stack([m[0] for m in merged]), np.stack([m[1] for m in merged])
+
+
+def _row(
+    spec: str,
+    step: int,
+    ev: Evaluation,
+    label_set: LabelSet,
+    n_labelled: int,
+    masks: list,
+    wall: float,
+) -> dict:
+    queried = int(sum(int(np.count_nonzero(m)) for m in masks))
+    row = {
+        "strategy": spec, "step": step, "labelled_slices": n_labelled, "added_slices": len(masks),
+        "added_pixels": int(sum(m.size for m in masks)), "queried_pixels": queried,
+        "mac": manual_annotation_cost(masks) if masks else math.nan, "mean_dice": ev.mean_dice,
+    }  # fmt: skip
+    per = ev.structure_dice
+    for lab in label_set.labels:
+        row[f"dice_{lab.name}"] = float(per[lab.value])
+    row["wall_time_s"] = round(wall, 3)
+    return row
+
+
+def _psv_rows(spec: str, step: int, ev: Evaluation, label_set: LabelSet) -> list[dict]:
+    return [
+        {"strategy": spec, "step": step, "volume": name, "structure": lab.name,
+         "psv": float(ev.psv[v, lab.value]), "dice": float(ev.dice[v, lab.value])}
+        for v, name in enumerate(ev.names) for lab in label_set.labels
+        if np.isfinite(ev.psv[v, lab.value]) and np.isfinite(ev.dice[v, lab.value])
+    ]  # fmt: skip
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    header = list(rows[0]) if rows else ["strategy", "step"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_figures(rows: list[dict], psv_rows: list[dict], out_dir: str | Path) -> list[Path]:
+    """The paper's figures as PNG (matplotlib, Agg): mean Dice vs step per strategy,
+    MAC per step as box plots, PSV vs Dice with the pooled PDC fit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    paths = [out / "dice_vs_step.png", out / "mac_boxplot.png", out / "psv_vs_dice.png"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for spec in strategies:
+        mine = [r for r in rows if r["strategy"] == spec]
+        ax.plot([r["step"] for r in mine], [r["mean_dice"] for r in mine], marker="o", label=spec)
+    ax.set(xlabel="step", ylabel="mean Dice (test volumes)", title="Dice per acquisition step")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    macs = [
+        [r["mac"] for r in rows if r["strategy"] == spec and r["step"] > 0] for spec in strategies
+    ]
+    ax.boxplot([m if m else [math.nan] for m in macs])
+    ax.set_xticks(range(1, len(strategies) + 1), strategies, rotation=20)
+    ax.set(yscale="log", ylabel="MAC per step", title="Manual annotation cost (Eq. 8)")
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    x = np.array([r["psv"] for r in psv_rows])
+    y = np.array([r["dice"] for r in psv_rows])
+    ax.scatter(x, y, s=6, alpha=0.5)
+    title = "PSV vs Dice"
+    if x.size >= 3 and np.ptp(x) > 0:
+        from mltasks.calibration import fit_pdc
+
+        fit = fit_pdc(x, y)
+        xs = np.linspace(x.min(), x.max(), 50)
+        ax.plot(
+            xs,
+            fit.alpha * xs + fit.beta,
+            color="k",
+            label=f"PDC: {fit.alpha:.3g} PSV {fit.beta:+.3f}",
+        )
+        ax.legend()
+        title += f" (r = {fit.correlation:.3f})"
+    ax.set(xlabel="PSV (Eq. 5)", ylabel="Dice", title=title)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=120)
+    plt.close(fig)
+    return paths
