@@ -1,0 +1,14 @@
+"""Celery tasks of the imaging app (``cpu`` queue): fetch by id, call the service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from backend.imaging.models import ImportJob
+from backend.imaging.services import import_job_run
+
+
+@shared_task(name="imaging.import_job_run", queue="cpu")
+def import_job_run_task(job_id: int) -> str:
+    job = ImportJob.objects.select_related("pool", "created_by", "label_set").get(pk=job_id)
+    return import_job_run(job=job).status
