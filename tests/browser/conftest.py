@@ -24,6 +24,9 @@ def browser():
         pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API keeps an event loop in this thread; Django's ORM in the same
+    # thread (test data, assertions) is still synchronous, so its async guard must be off.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
         yield browser
@@ -51,3 +54,76 @@ def module_page(browser, static_server):
                   static_server + "/myolabel/js/annotator/core.js")
     yield page
     page.close()
+
+
+# --- End-to-end pages against a running Django --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def urls_loaded():
+    """Import every API module once per session (torch comes with the acquisition app), so
+    the first page request of a test does not pay for it."""
+    from django.urls import get_resolver
+
+    assert get_resolver().url_patterns
+
+
+@pytest.fixture
+def plain_static(settings, urls_loaded):
+    """`{% static %}` without collectstatic's manifest; the live server serves app static files itself."""
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def app_page(browser):
+    """A fresh browser context (own cookies) and page; console errors are collected in page.errors."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    # The browser asks for /favicon.ico by itself; the site has none.
+    page.on("console", lambda msg: msg.type == "error" and "favicon" not in (msg.location or {}).get("url", "")
+            and page.errors.append(msg.text))
+    yield page
+    context.close()
+
+
+def log_in(page, base_url: str, username: str, password: str = "pw-123456") -> None:
+    page.goto(base_url + "/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(base_url + "/")
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup):
+    """The whole ASGI application (HTTP and websockets) served by daphne in a thread of this
+    process, so it shares the test database; pytest-django's live_server has no websockets.
+
+    Twisted's reactor runs once per process, hence one server per session.
+    """
+    # daphne.server installs the asyncio reactor: import it before anything else of Twisted.
+    from daphne.server import Server
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    from backend.myolabel.asgi import application
+
+    ready = threading.Event()
+    server = Server(ASGIStaticFilesHandler(application), endpoints=["tcp:port=0:interface=127.0.0.1"],
+                    signal_handlers=False, verbosity=0, ready_callable=ready.set)
+    thread = threading.Thread(target=server.run, name="daphne", daemon=True)
+    thread.start()
+    ready.wait(10)
+    for _ in range(100):
+        if server.listening_addresses:
+            break
+        threading.Event().wait(0.05)
+    host, port = server.listening_addresses[0]
+    yield f"http://{host}:{port}"
+    from twisted.internet import reactor
+
+    reactor.callFromThread(reactor.stop)
+    thread.join(10)

@@ -70,3 +70,30 @@ def test_unpack_bits_matches_numpy_packbits(module_page):
     assert out == bits.tolist()
     round_trip = module_page.evaluate("(p) => core.bytesToBase64(core.base64ToBytes(p))", packed)
     assert round_trip == packed
+
+
+def test_fill_region_changes_the_same_pixels_as_fill_and_undoes_in_one_step(module_page):
+    # A 40 x 30 slice with a ragged query and scattered answers: both fills must agree.
+    out = module_page.evaluate("""() => {
+      const W = 40, H = 30;
+      let seed = 3;
+      const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+      const predicted = new Uint8Array(W * H).fill(1);
+      const mask = Uint8Array.from({ length: W * H }, () => (rand() < 0.8 ? 1 : 0));
+      const a = new core.LabelEditor(W, H, predicted, mask), b = new core.LabelEditor(W, H, predicted, mask);
+      for (let k = 0; k < 60; k++) {
+        const i = Math.floor(rand() * W * H);
+        a._set(i, 2); b._set(i, 2);
+      }
+      let seedPixel = 0;
+      while (!mask[seedPixel] || a.answers[seedPixel] !== 255) seedPixel++;
+      const x = seedPixel % W, y = Math.floor(seedPixel / W);
+      const n1 = a.fill(x, y, 5).length, n2 = b.fillRegion(x, y, 5).length;
+      const same = a.answers.every((v, i) => v === b.answers[i]);
+      b.undo();
+      const undone = b.answers.filter((v) => v === 5).length;
+      return [n1, n2, same, undone, b.fillRegion(0, 0, 5).length >= 0];
+    }""")
+    n1, n2, same, undone, _ = out
+    assert n1 > 50 and n1 == n2 and same
+    assert undone == 0

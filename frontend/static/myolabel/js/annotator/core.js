@@ -109,6 +109,46 @@ export class LabelEditor {
     return changed;
   }
 
+  /**
+   * Same pixels as fill(), for large regions: a typed-array stack and no per-pixel
+   * allocations, so filling a query of tens of thousands of pixels stays within a frame.
+   */
+  fillRegion(x, y, value) {
+    const W = this.width, H = this.height;
+    if (x < 0 || y < 0 || x >= W || y >= H) return [];
+    const seed = y * W + x;
+    if (!isEditable(this.queryMask, seed)) return [];
+    const target = this.answers[seed];
+    if (target === value) return [];
+    const seen = new Uint8Array(W * H);
+    const stack = new Int32Array(W * H);
+    const changed = [];
+    const own = this.stroke === null;
+    if (own) this.beginStroke();
+    const visit = (n) => {
+      if (!seen[n] && isEditable(this.queryMask, n) && this.answers[n] === target) {
+        seen[n] = 1;
+        stack[top++] = n;
+      }
+    };
+    let top = 0;
+    stack[top++] = seed;
+    seen[seed] = 1;
+    while (top) {
+      const i = stack[--top];
+      if (!this.stroke.has(i)) this.stroke.set(i, this.answers[i]);
+      this.answers[i] = value;
+      changed.push(i);
+      const px = i % W;
+      if (px > 0) visit(i - 1);
+      if (px < W - 1) visit(i + 1);
+      if (i >= W) visit(i - W);
+      if (i < W * (H - 1)) visit(i + W);
+    }
+    if (own) this.endStroke();
+    return changed;
+  }
+
   _swap(from, to) {
     const patch = from.pop();
     if (!patch) return [];

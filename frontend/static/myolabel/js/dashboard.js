@@ -1,0 +1,325 @@
+// The lead's dashboard: steps with live progress, learning curves, cost, review flags, tau preview.
+
+import { api, fmt, liveEvents, pageData, say } from "./api.js";
+import { boxPlot, legend, lineChart, PALETTE, scatterFit } from "./charts.js";
+
+const page = pageData();
+const project = page.project;
+const base = `/api/projects/${project.id}`;
+const $ = (sel) => document.querySelector(sel);
+const message = $("#message");
+const REVIEW_BELOW = project.stop_target_dice || 0.8;
+const RUNNING = new Set(["created", "inferring", "selecting", "annotating", "training", "evaluating"]);
+const PHASE_WORDS = { inferring: "running the model on the pool", selecting: "choosing slices",
+  annotating: "waiting for annotators", training: "training the model", evaluating: "measuring accuracy" };
+
+const state = { steps: [], models: [], mac: null, progress: {}, compared: {}, queriesByStep: new Map() };
+window.dashboard = state; // inspected by the browser tests
+
+function meanDice(model) {
+  const rows = Object.values((model.metrics || {}).structures || {}).map((s) => s.dice).filter((d) => d != null);
+  return rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : null;
+}
+
+function duration(seconds) {
+  if (seconds == null) return "";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// ---------- steps table ----------
+
+function progressCell(step) {
+  const live = state.progress[step.id];
+  const percent = live ? live.percent : step.percent;
+  const td = document.createElement("td");
+  if (!RUNNING.has(step.state) || step.state === "annotating") {
+    td.textContent = step.state === "annotating" ? `${step.mac.answered} of ${step.mac.queries} slices answered` : "";
+    return td;
+  }
+  const eta = live ? live.eta_seconds : step.eta_seconds;
+  const detail = live && live.detail && live.detail !== step.state ? live.detail : PHASE_WORDS[step.state] || step.state;
+  td.innerHTML = `<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${percent}"><div style="width:${percent}%"></div></div>
+    <small class="progress-text"></small>`;
+  td.querySelector(".progress-text").textContent = `${detail}: ${Number(percent).toFixed(0)} %${eta != null ? ` · about ${duration(eta)} left` : ""}`;
+  td.dataset.step = step.id;
+  td.className = "step-progress";
+  return td;
+}
+
+function renderSteps() {
+  const tbody = $("#steps tbody");
+  tbody.replaceChildren();
+  const byStep = new Map(state.models.map((m) => [m.step, m]));
+  for (const step of [...state.steps].reverse()) {
+    const tr = document.createElement("tr");
+    tr.dataset.step = step.id;
+    const model = byStep.get(step.id);
+    const cells = [
+      `${step.number}`, null, null, `${step.mac.answered} / ${step.mac.queries}`,
+      step.mac.mac == null ? "–" : step.mac.mac.toFixed(4), model ? fmt(meanDice(model)) : "–",
+      step.reason || (step.stop_reached ? "stopping rule reached" : ""),
+    ];
+    cells.forEach((text, k) => {
+      if (k === 1) {
+        const td = document.createElement("td");
+        td.innerHTML = `<span class="state ${step.state}"></span>`;
+        td.firstChild.textContent = step.cancel_requested && RUNNING.has(step.state) ? `${step.state} (stopping…)` : step.state;
+        tr.append(td);
+      } else if (k === 2) {
+        tr.append(progressCell(step));
+      } else {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (k >= 3 && k <= 5) td.className = "num";
+        tr.append(td);
+      }
+    });
+    tbody.append(tr);
+  }
+  if (!state.steps.length) tbody.innerHTML = `<tr><td colspan="7" class="empty">No step yet. Seed the training set, then start the first step.</td></tr>`;
+  const running = state.steps.find((s) => RUNNING.has(s.state));
+  $("#start").disabled = Boolean(running);
+  $("#cancel").hidden = !running;
+}
+
+/** A progress event: update that step's bar in place (no reload, no refetch). */
+function onProgress(ev) {
+  state.progress[ev.step] = ev;
+  const step = state.steps.find((s) => s.id === ev.step);
+  if (!step) { refresh(); return; }
+  step.percent = ev.percent;
+  const old = document.querySelector(`#steps tr[data-step="${ev.step}"] td.step-progress`);
+  if (old) old.replaceWith(progressCell(step)); else renderSteps();
+}
+
+// ---------- charts ----------
+
+function put(id, node, note) {
+  const box = $(id);
+  box.replaceChildren();
+  if (node) box.append(node);
+  else box.innerHTML = `<p class="empty">${note}</p>`;
+}
+
+/** Cumulative MAC per step number: the MACs (Eq. 8) of the steps so far, added up (effort spent). */
+function cumulativeMac(mac) {
+  const out = new Map();
+  let total = 0;
+  for (const row of (mac && mac.steps) || []) {
+    total += row.mac || 0;
+    out.set(row.step, total);
+  }
+  return out;
+}
+
+/** Learning-curve series of one project, one per strategy its steps used: {name, byStep, byMac}. */
+function curves(run, prefix = "") {
+  const models = run.models.filter((m) => m.step_number != null && meanDice(m) != null);
+  const stepOf = new Map(run.steps.map((s) => [s.number, s]));
+  const strategyOf = (m) => (stepOf.get(m.step_number) || {}).strategy || run.strategy;
+  const cumulative = cumulativeMac(run.mac);
+  return [...new Set(models.map(strategyOf))].map((strategy) => {
+    const mine = models.filter((m) => strategyOf(m) === strategy);
+    return {
+      name: `${prefix}${strategy}${strategy === "tau" && run.tau != null ? ` (tau ${run.tau})` : ""}`,
+      byStep: mine.map((m) => [m.step_number, meanDice(m)]),
+      byMac: mine.map((m) => [cumulative.get(m.step_number), meanDice(m)]).filter((p) => p[0] != null),
+    };
+  });
+}
+
+function renderCharts(queriesByStep) {
+  const own = { models: state.models, steps: state.steps, mac: state.mac, strategy: project.strategy,
+    tau: state.steps.length ? state.steps[state.steps.length - 1].tau : project.tau };
+  const runs = [...curves(own, Object.keys(state.compared).length ? `${project.name}: ` : ""),
+    ...Object.values(state.compared).flatMap((r) => curves(r, `${r.name}: `))];
+  const series = (key) => runs.map((r, k) => ({ name: r.name, colour: PALETTE[k % PALETTE.length], points: r[key] }))
+    .filter((s) => s.points.length);
+  const wrap = (svg, s) => { const d = document.createElement("div"); d.append(legend(s), svg); return d; };
+  const byStep = series("byStep");
+  put("#chart-dice-step", byStep.length ? wrap(lineChart(byStep, { xLabel: "acquisition step", yLabel: "mean Dice (test scans)", integerX: true }), byStep) : null,
+    "No trained model yet: the curve starts after the first step's evaluation.");
+  const byMac = series("byMac");
+  put("#chart-dice-mac", byMac.length ? wrap(lineChart(byMac, { xLabel: "cumulative MAC (sum of the steps\u2019 MAC)", yLabel: "mean Dice" }), byMac) : null,
+    "No answered step yet.");
+
+  const groups = [...queriesByStep.entries()].filter(([, qs]) => qs.length)
+    .map(([number, qs]) => ({ label: `step ${number}`, values: qs.map((x) => x.n_queried / x.n_pixels) }));
+  put("#chart-mac-box", groups.length ? boxPlot(groups, { xLabel: "acquisition step", yLabel: "MAC per slice" }) : null, "No queries yet.");
+
+  const current = state.models.find((m) => m.is_current);
+  const rows = current ? Object.entries((current.metrics || {}).structures || {}) : [];
+  const points = rows.filter(([, s]) => s.psv != null && s.dice != null).map(([, s]) => ({ x: s.psv, y: s.dice, label: s.name }));
+  const cal = current && current.calibration;
+  put("#chart-psv", points.length ? scatterFit(points, { alpha: cal ? cal.alpha : null, beta: cal ? cal.beta : null,
+    xLabel: "PSV (mean pixel uncertainty of the structure)", yLabel: "Dice", flag: (pt) => pt.y < REVIEW_BELOW }) : null,
+    "No evaluated model yet.");
+  if (cal && cal.correlation != null && points.length) {
+    $("#chart-psv").append(Object.assign(document.createElement("p"), { className: "muted",
+      textContent: `Fit: Dice = ${cal.alpha.toFixed(2)} × PSV + ${cal.beta.toFixed(3)} · correlation ${cal.correlation.toFixed(2)} · mean absolute error ${fmt(cal.mae)} · ${cal.n_pairs} pairs` }));
+  }
+  renderStructures(rows);
+}
+
+function renderStructures(rows) {
+  $("#review-threshold").textContent = REVIEW_BELOW.toFixed(2);
+  const tbody = $("#structures tbody");
+  tbody.replaceChildren();
+  const sorted = rows.map(([, s]) => s).sort((a, b) => (a.predicted_dice ?? a.dice ?? 1) - (b.predicted_dice ?? b.dice ?? 1));
+  for (const s of sorted) {
+    const value = s.predicted_dice ?? s.dice;
+    const low = value != null && value < REVIEW_BELOW;
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td></td><td class="num"></td><td class="num"></td><td class="num"></td><td></td>`;
+    tr.children[0].textContent = s.name;
+    tr.children[1].textContent = fmt(s.predicted_dice);
+    tr.children[2].textContent = fmt(s.dice);
+    tr.children[3].textContent = s.psv == null ? "–" : s.psv.toExponential(2);
+    if (low) { tr.children[4].textContent = "review"; tr.children[4].className = "flag"; tr.classList.add("flagged"); }
+    tbody.append(tr);
+  }
+  if (!sorted.length) tbody.innerHTML = `<tr><td colspan="5" class="empty">No evaluated model yet.</td></tr>`;
+}
+
+function renderThroughput() {
+  const tbody = $("#throughput tbody");
+  tbody.replaceChildren();
+  for (const a of (state.mac && state.mac.annotators) || []) {
+    const hours = a.seconds_spent / 3600;
+    const tr = document.createElement("tr");
+    for (const [text, num] of [[a.username, false], [a.answered, true], [a.queried_pixels, true], [duration(a.seconds_spent), true],
+      [hours > 0 ? (a.answered / hours).toFixed(1) : "–", true], [a.seconds_spent > 0 ? Math.round(a.queried_pixels / (a.seconds_spent / 60)) : "–", true]]) {
+      const td = document.createElement("td");
+      td.textContent = String(text);
+      if (num) td.className = "num";
+      tr.append(td);
+    }
+    tbody.append(tr);
+  }
+  if (!tbody.children.length) tbody.innerHTML = `<tr><td colspan="6" class="empty">No answered query yet.</td></tr>`;
+}
+
+// ---------- data ----------
+
+async function refresh() {
+  try {
+    [state.steps, state.models, state.mac] = await Promise.all([
+      api(`${base}/steps/`), api(`${base}/models/`), api(`${base}/acquisition/mac/`)]);
+  } catch (err) {
+    say(message, `The dashboard could not be loaded: ${err.message}`);
+    return;
+  }
+  renderSteps();
+  renderThroughput();
+  const queriesByStep = new Map();
+  await Promise.all(state.steps.filter((s) => s.mac.queries).map(async (s) => {
+    queriesByStep.set(s.number, (await api(`${base}/steps/${s.id}/queries/`)).filter((q) => q.status !== "withdrawn"));
+  }));
+  state.queriesByStep = new Map([...queriesByStep.entries()].sort((a, b) => a[0] - b[0]));
+  renderCharts(state.queriesByStep);
+}
+
+// ---------- comparing with other projects (e.g. one per strategy) ----------
+
+async function toggleCompare(other, on) {
+  if (!on) { delete state.compared[other.id]; renderCharts(state.queriesByStep); return; }
+  const b = `/api/projects/${other.id}`;
+  try {
+    const [steps, models, mac] = await Promise.all([api(`${b}/steps/`), api(`${b}/models/`), api(`${b}/acquisition/mac/`)]);
+    state.compared[other.id] = { name: other.name, strategy: other.strategy, steps, models, mac,
+      tau: steps.length ? steps[steps.length - 1].tau : null };
+  } catch (err) {
+    say(message, `${other.name} could not be added to the charts: ${err.message}`);
+  }
+  renderCharts(state.queriesByStep);
+}
+
+if (page.compare.length) {
+  const box = $("#compare");
+  box.hidden = false;
+  for (const other of page.compare) {
+    const label = document.createElement("label");
+    label.className = "inline";
+    label.innerHTML = `<input type="checkbox"> <span></span>`;
+    label.querySelector("span").textContent = `${other.name} (${other.strategy})`;
+    label.querySelector("input").addEventListener("change", (e) => toggleCompare(other, e.target.checked));
+    box.append(label);
+  }
+}
+
+// ---------- controls ----------
+
+$("#start").addEventListener("click", async () => {
+  say(message, "");
+  $("#start").disabled = true;
+  try {
+    const step = await api(`${base}/steps/`, { method: "POST", body: { force: $("#force").checked } });
+    say(message, `Step ${step.number} started: the model now runs on the pool. Progress appears below.`, "ok");
+  } catch (err) {
+    say(message, `The step could not start: ${err.message}`);
+  }
+  await refresh();
+});
+
+$("#cancel").addEventListener("click", async () => {
+  const running = state.steps.find((s) => RUNNING.has(s.state));
+  if (!running || !confirm(`Stop step ${running.number}? Its open queries are withdrawn.`)) return;
+  try {
+    await api(`${base}/steps/${running.id}/cancel/`, { method: "POST", body: { reason: "stopped from the dashboard" } });
+    say(message, `Step ${running.number} is stopping.`, "info");
+  } catch (err) {
+    say(message, `The step could not be stopped: ${err.message}`);
+  }
+  await refresh();
+});
+
+$("#tau-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const params = new URLSearchParams();
+  if ($("#tau").value) params.set("tau", $("#tau").value);
+  if ($("#target-mac").value) params.set("target_mac", $("#target-mac").value);
+  const out = $("#tau-result");
+  try {
+    const r = await api(`${base}/acquisition/tau-preview/?${params}`);
+    let text = `tau = ${r.tau} would query ${r.queried_pixels.toLocaleString()} of ${r.total_pixels.toLocaleString()} pixels ` +
+      `in the ${r.slices} slices of step ${r.step}: MAC ${r.mac == null ? "–" : r.mac.toFixed(4)}.`;
+    if (r.suggested_tau != null) {
+      text += ` For the target MAC, use tau = ${r.suggested_tau.toExponential(3)} (${r.suggested_queried_pixels.toLocaleString()} pixels).`;
+      $("#tau").value = Number(r.suggested_tau.toPrecision(4));
+    }
+    out.className = "";
+    out.textContent = text;
+  } catch (err) {
+    out.className = "notice error";
+    out.textContent = err.message;
+  }
+});
+
+$("#tau-save").addEventListener("click", async () => {
+  const out = $("#tau-result");
+  try {
+    const r = await api(`${base}/acquisition/settings/`, { method: "PATCH", body: { tau: Number($("#tau").value) } });
+    out.className = "notice ok";
+    out.textContent = `The next step will use tau = ${r.tau}.`;
+  } catch (err) {
+    out.className = "notice error";
+    out.textContent = `tau was not saved: ${err.message}`;
+  }
+});
+
+// ---------- live events ----------
+
+liveEvents(`/ws/projects/${project.id}/`, (ev) => {
+  if (ev.type === "acquisition.progress") onProgress(ev);
+  else if (ev.type === "acquisition.state" || ev.type === "acquisition.query") refresh();
+}, (status) => {
+  const el = $("#live");
+  el.textContent = { live: "live updates on", reconnecting: "reconnecting…", refused: "live updates refused" }[status];
+  el.className = `live ${status === "live" ? "on" : "off"}`;
+  state.live = status;
+  if (status === "live") refresh();
+});
+
+state.ready = refresh();

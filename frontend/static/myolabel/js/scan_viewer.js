@@ -1,0 +1,171 @@
+// Any scan with the current model's labels and uncertainty, and its per-muscle report.
+
+import { api, fmt, liveEvents, pageData, say } from "./api.js";
+import { colourTable, PRESETS } from "./annotator/render.js";
+import { SliceViewer } from "./annotator/viewer.js";
+
+const page = pageData();
+const scan = page.scan;
+const [depth, height, width] = scan.shape;
+const $ = (sel) => document.querySelector(sel);
+const message = $("#message");
+const state = { z: Math.floor(depth / 2), project: null, segmentation: null, labels: null, lut: null, heat: false, live: null };
+window.scanViewer = state;
+
+const viewer = new SliceViewer($("#viewport"), width, height);
+viewer.setWindow(PRESETS.soft.window, PRESETS.soft.level);
+viewer.setOpacity(0.5);
+viewer.show("heat", false);
+$("#scan-info").textContent = `${depth} slices of ${height} × ${width} · spacing ${(scan.spacing || []).map((v) => Number(v).toFixed(2)).join(" × ")} mm`;
+
+/** The label volume of a NIfTI-1 file (gzip): {dims, data}; voxels in (z, y, x) C order. */
+async function readNifti(resp) {
+  const stream = resp.body.pipeThrough(new DecompressionStream("gzip"));
+  const bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+  const view = new DataView(bytes.buffer);
+  const little = view.getInt32(0, true) === 348;
+  const dims = [1, 2, 3].map((k) => view.getInt16(40 + 2 * k, little));
+  const datatype = view.getInt16(70, little);
+  const offset = Math.round(view.getFloat32(108, little));
+  if (datatype !== 2) throw new Error(`unexpected label type ${datatype} in the NIfTI file`);
+  return { dims, data: bytes.subarray(offset) };
+}
+
+async function showSlice() {
+  const z = state.z;
+  $("#z").value = z;
+  $("#z-value").textContent = `z = ${z} of ${depth - 1}`;
+  try {
+    const resp = await api(`/api/scans/${scan.id}/slices/${z}.raw`, { raw: true });
+    if (z !== state.z) return;
+    viewer.setCt(new Int16Array(await resp.arrayBuffer()));
+  } catch (err) {
+    say(message, `Slice ${z} could not be loaded: ${err.message}`);
+  }
+  if (state.labels) {
+    const n = width * height, slice = state.labels.subarray(z * n, (z + 1) * n);
+    viewer.renderLabels((i) => slice[i], state.lut);
+  } else {
+    viewer.renderLabels(() => 0, new Uint8Array(1024));
+  }
+  if (state.heat && state.segmentation) {
+    try {
+      const resp = await api(`/api/scans/${scan.id}/uncertainty/${z}.raw?project=${state.project.id}`, { raw: true });
+      if (z === state.z) viewer.setHeat(new Float32Array(await resp.arrayBuffer()));
+    } catch (err) {
+      say(message, `No uncertainty map for this slice: ${err.message}`);
+    }
+  }
+}
+
+function renderReport(rows) {
+  const tbody = $("#report tbody");
+  tbody.replaceChildren();
+  const threshold = state.project.stop_target_dice || 0.8;
+  for (const r of rows) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td></td><td class="num"></td><td class="num"></td><td></td>`;
+    const colour = (state.project.labels.find((l) => l.value === r.value) || {}).colour || "#999";
+    tr.children[0].innerHTML = `<span class="swatch" style="display:inline-block;vertical-align:middle;background:${colour}"></span> `;
+    tr.children[0].append(r.name);
+    tr.children[1].textContent = r.volume_ml == null ? "–" : Number(r.volume_ml).toFixed(1);
+    tr.children[2].textContent = fmt(r.predicted_dice);
+    if (r.predicted_dice != null && r.predicted_dice < threshold) { tr.children[3].textContent = "review"; tr.children[3].className = "flag"; }
+    tbody.append(tr);
+  }
+  if (!rows.length) tbody.innerHTML = `<tr><td colspan="4" class="empty">No segmentation of this scan yet.</td></tr>`;
+}
+
+async function loadProject() {
+  const project = state.project;
+  state.labels = null;
+  state.segmentation = null;
+  state.lut = colourTable(project.labels);
+  $("#segment").hidden = true;
+  const base = `/api/projects/${project.id}`;
+  try {
+    const [models, segmentations] = await Promise.all([api(`${base}/models/`), api(`${base}/segmentations/`)]);
+    const current = models.find((m) => m.is_current);
+    const mine = segmentations.filter((s) => s.scan === scan.id);
+    const seg = mine.find((s) => current && s.model_version === current.id) || mine[0];
+    if (!current) {
+      $("#model-status").textContent = "This project has no trained model yet.";
+    } else if (!seg || seg.model_version !== current.id) {
+      $("#model-status").textContent = seg ? `Shown: an older model's result. The current model is number ${current.number}.` : "The current model has not segmented this scan yet.";
+      $("#segment").hidden = false;
+    }
+    if (seg && (seg.status === "pending" || seg.status === "running")) {
+      $("#model-status").textContent = "The model is segmenting this scan…";
+      $("#segment").hidden = true;
+    }
+    if (seg && seg.status === "failed") say(message, `The segmentation failed: ${seg.error}`);
+    if (seg && seg.status === "done") {
+      state.segmentation = seg;
+      if (current && seg.model_version === current.id) $("#model-status").textContent = `Model ${current.number} (current).`;
+      renderReport(seg.report || []);
+      for (const [id, kind] of [["#download-labels", "labels.nii.gz"], ["#download-report", "report.csv"]]) {
+        $(id).href = `${base}/segmentations/${seg.id}/${kind}`;
+        $(id).hidden = false;
+      }
+      const nifti = await readNifti(await api(`${base}/segmentations/${seg.id}/labels.nii.gz`, { raw: true }));
+      state.labels = nifti.data;
+    } else {
+      renderReport([]);
+    }
+  } catch (err) {
+    say(message, `The model's results could not be loaded: ${err.message}`);
+  }
+  await showSlice();
+}
+
+$("#project").replaceChildren(...page.projects.map((p) => Object.assign(document.createElement("option"), { value: p.id, textContent: p.name })));
+$("#project").addEventListener("change", () => { state.project = page.projects.find((p) => p.id === Number($("#project").value)); openLive(); loadProject(); });
+$("#z").max = depth - 1;
+$("#z").addEventListener("input", (e) => { state.z = Number(e.target.value); showSlice(); });
+for (const b of document.querySelectorAll("[data-preset]")) b.addEventListener("click", () => viewer.setWindow(PRESETS[b.dataset.preset].window, PRESETS[b.dataset.preset].level));
+$("#opacity").addEventListener("input", (e) => viewer.setOpacity(Number(e.target.value) / 100));
+$("#heat").addEventListener("change", (e) => { state.heat = e.target.checked; viewer.show("heat", state.heat); showSlice(); });
+$("#fit").addEventListener("click", () => viewer.fit());
+$("#segment").addEventListener("click", async () => {
+  try {
+    await api(`/api/projects/${state.project.id}/segmentations/`, { method: "POST", body: { scan_id: scan.id } });
+    $("#segment").hidden = true;
+    $("#model-status").textContent = "The model is segmenting this scan…";
+  } catch (err) {
+    say(message, `The segmentation could not start: ${err.message}`);
+  }
+});
+document.addEventListener("keydown", (e) => {
+  if (e.target.closest("input, select")) return;
+  if (e.key === "ArrowUp" || e.key === "ArrowRight") { state.z = Math.min(depth - 1, state.z + 1); showSlice(); }
+  if (e.key === "ArrowDown" || e.key === "ArrowLeft") { state.z = Math.max(0, state.z - 1); showSlice(); }
+});
+
+// Drag pans, right-drag sets window/level, wheel zooms.
+const vp = $("#viewport");
+let drag = null;
+vp.addEventListener("contextmenu", (e) => e.preventDefault());
+vp.addEventListener("pointerdown", (e) => { vp.setPointerCapture(e.pointerId); drag = { x: e.clientX, y: e.clientY, wl: e.button === 2, w: viewer.window, l: viewer.level }; });
+vp.addEventListener("pointermove", (e) => {
+  if (!drag) return;
+  if (drag.wl) viewer.setWindow(drag.w + (e.clientX - drag.x) * 4, drag.l + (e.clientY - drag.y) * 2);
+  else { viewer.panBy(e.clientX - drag.x, e.clientY - drag.y); drag.x = e.clientX; drag.y = e.clientY; }
+});
+vp.addEventListener("pointerup", () => { drag = null; });
+vp.addEventListener("wheel", (e) => { e.preventDefault(); viewer.zoomAt(e.deltaY < 0 ? 1.15 : 1 / 1.15, e.clientX, e.clientY); }, { passive: false });
+
+function openLive() {
+  if (state.live) state.live.close();
+  state.live = liveEvents(`/ws/projects/${state.project.id}/`, (ev) => {
+    if (ev.type === "acquisition.segmentation" && ev.scan === scan.id && (ev.status === "done" || ev.status === "failed")) loadProject();
+  });
+}
+
+if (page.projects.length) {
+  state.project = page.projects[0];
+  openLive();
+  state.ready = loadProject();
+} else {
+  $("#model-status").textContent = "No project of yours uses this scan's pool, so no model results can be shown.";
+  state.ready = showSlice();
+}
