@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "backend.core",
     "backend.projects",
     "backend.imaging",
+    "backend.acquisition",
+    "backend.web",
 ]
 
 MIDDLEWARE = [
@@ -113,7 +115,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    # 0: under ASGI every request thread would otherwise keep its own connection open
+    # (20 concurrent annotators exhausted PostgreSQL's 100 connections); use a pooler to reuse them.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -232,6 +236,9 @@ REALTIME_RELAY_POLL_SECONDS = env.float("MYOLABEL_RELAY_POLL_SECONDS", default=0
 
 # --- ML -----------------------------------------------------------------------------
 MYOLABEL_DEVICE = env.str("MYOLABEL_DEVICE", default="auto")  # auto | cpu | cuda
+# Torch threads per worker task. 1 by default: web server and worker share a small host
+# in embedded mode, and spinning OpenMP threads on a busy CPU run many times slower.
+MYOLABEL_TORCH_THREADS = env.int("MYOLABEL_TORCH_THREADS", default=1)
 MYOLABEL_CACHE_DIR = Path(env.str("MYOLABEL_CACHE_DIR", default=str(DATA_DIR / "cache")))
 
 # --- Security -----------------------------------------------------------------------

@@ -154,16 +154,20 @@ def acquisition_project(*, n_pool: int = 2, n_test: int = 1, shape=(12, 64, 64),
 def segmentation_with_uncertainty(project, scan, uncertainty):
     """A finished Segmentation of ``scan`` whose stored pixel uncertainty is ``uncertainty`` (z, y, x).
 
-    Creates the ModelVersion it needs (no checkpoint file). Needs ``use_tmp_storage``.
+    Creates the ModelVersion it needs (with a placeholder checkpoint file). Needs ``use_tmp_storage``.
     """
     import numpy as np
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
     from django.utils import timezone
 
     from backend.acquisition.models import ModelVersion, Segmentation
     from backend.imaging.volumes import save_array
 
     number = ModelVersion.objects.filter(project=project).count() + 1
-    version = ModelVersion.objects.create(project=project, number=number, checkpoint="acquisition/models/none.pt")
+    # A placeholder file, so endpoints that send the checkpoint find one.
+    checkpoint = default_storage.save("acquisition/models/placeholder.pt", ContentFile(b"not a checkpoint"))
+    version = ModelVersion.objects.create(project=project, number=number, checkpoint=checkpoint)
     return Segmentation.objects.create(
         project=project, model_version=version, scan=scan, status=Segmentation.Status.DONE,
         uncertainty=save_array(np.asarray(uncertainty, np.float16), "acquisition/segmentations/u.npy"),

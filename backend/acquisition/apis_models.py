@@ -1,0 +1,133 @@
+"""Model registry, on-demand segmentation and the downloads (NIfTI, DICOM-SEG, CSV, checkpoint)."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from backend.acquisition.apis_base import (
+    LEAD,
+    AcquisitionApi,
+    project_of,
+    segmentation_of,
+    version_of,
+)
+from backend.acquisition.export import dicom_seg_bytes, load_npy, nifti_bytes, report_csv
+from backend.acquisition.models import ModelVersion, Segmentation
+from backend.acquisition.selectors import current_model
+from backend.acquisition.services import StepConflict, segmentation_request
+from backend.projects.access import scan_for
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    step_number = serializers.IntegerField(source="step.number", allow_null=True, default=None)
+    is_current = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "number", "step", "step_number", "config", "training", "metrics", "calibration",
+                  "created", "is_current"]
+
+    def get_is_current(self, version) -> bool:
+        return self.context.get("current_id") == version.id
+
+
+class ModelListApi(AcquisitionApi):
+    @extend_schema(responses={200: ModelVersionOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = project_of(request, project_id)
+        current = current_model(project)
+        versions = ModelVersion.objects.filter(project=project).select_related("step").order_by("number")
+        return Response(ModelVersionOutput(versions, many=True, context={"current_id": current and current.id}).data)
+
+
+class ModelDetailApi(AcquisitionApi):
+    @extend_schema(responses={200: ModelVersionOutput})
+    def get(self, request, project_id: int, version_id: int):
+        version = version_of(request, project_id, version_id)
+        current = current_model(version.project)
+        return Response(ModelVersionOutput(version, context={"current_id": current and current.id}).data)
+
+
+class ModelCheckpointApi(AcquisitionApi):
+    """The checkpoint file (torch, loadable with weights_only=True; mltasks.checkpoint format)."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, project_id: int, version_id: int):
+        version = version_of(request, project_id, version_id, LEAD)
+        return FileResponse(version.checkpoint.open("rb"), as_attachment=True,
+                            filename=f"project-{project_id}-model-{version.number}.pt")
+
+
+class SegmentationOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Segmentation
+        fields = ["id", "scan", "model_version", "status", "report", "error", "created", "finished"]
+
+
+class SegmentationListApi(AcquisitionApi):
+    @extend_schema_serializer(component_name="SegmentationRequestInput")
+    class InputSerializer(serializers.Serializer):
+        scan_id = serializers.IntegerField()
+        model_version_id = serializers.IntegerField(required=False, allow_null=True)
+
+    @extend_schema(responses={200: SegmentationOutput(many=True)})
+    def get(self, request, project_id: int):
+        project = project_of(request, project_id)
+        return Response(SegmentationOutput(project.segmentations.order_by("-id"), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={202: SegmentationOutput})
+    def post(self, request, project_id: int):
+        project = project_of(request, project_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        scan = scan_for(request.user, data.validated_data["scan_id"])
+        version = None
+        if data.validated_data.get("model_version_id"):
+            version = get_object_or_404(ModelVersion, pk=data.validated_data["model_version_id"], project=project)
+        seg = segmentation_request(project=project, scan=scan, user=request.user, model_version=version)
+        return Response(SegmentationOutput(seg).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SegmentationDetailApi(AcquisitionApi):
+    @extend_schema(responses={200: SegmentationOutput})
+    def get(self, request, project_id: int, segmentation_id: int):
+        return Response(SegmentationOutput(segmentation_of(request, project_id, segmentation_id)).data)
+
+
+def _finished(seg: Segmentation) -> Segmentation:
+    if seg.status != Segmentation.Status.DONE:
+        raise StepConflict(f"segmentation {seg.id} is {seg.status}; downloads exist once it is done",
+                           code="not_done")
+    return seg
+
+
+def _download(content: bytes | str, filename: str, content_type: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class SegmentationFileApi(AcquisitionApi):
+    """``labels.nii.gz``, ``uncertainty.nii.gz``, ``seg.dcm`` (DICOM-SEG) or ``report.csv``."""
+
+    KINDS = {"labels.nii.gz", "uncertainty.nii.gz", "seg.dcm", "report.csv"}
+
+    @extend_schema(operation_id="projects_segmentations_file", responses={(200, "application/octet-stream"): bytes})
+    def get(self, request, project_id: int, segmentation_id: int, kind: str):
+        seg = _finished(segmentation_of(request, project_id, segmentation_id))
+        stem = f"segmentation-{seg.id}-scan-{seg.scan_id}"
+        if kind == "report.csv":
+            return _download(report_csv(seg.report), f"{stem}-report.csv", "text/csv")
+        if kind == "seg.dcm":
+            return _download(dicom_seg_bytes(seg), f"{stem}.dcm", "application/dicom")
+        if kind == "labels.nii.gz":
+            return _download(nifti_bytes(load_npy(seg.labels), seg.scan.geometry), f"{stem}-labels.nii.gz",
+                             "application/gzip")
+        if kind == "uncertainty.nii.gz":
+            u = load_npy(seg.uncertainty).astype("float32")
+            return _download(nifti_bytes(u, seg.scan.geometry), f"{stem}-uncertainty.nii.gz", "application/gzip")
+        return Response({"detail": f"unknown file {kind!r}; one of {sorted(self.KINDS)}"}, status=404)

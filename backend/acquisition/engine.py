@@ -1,0 +1,351 @@
+"""The one adapter between the acquisition app and the ML library ``mltasks``.
+
+Everything numerical (MC dropout, slice scores, D_c / D_r selection, pixel
+queries, MAC, training, metrics, PSV, PDC, reports) is done by ``mltasks``;
+this module only converts between the working grid (the stored scans, H x W
+slices) and the network matrix, and between Django rows and library objects.
+No other module of the app imports ``mltasks``.
+
+Working grid vs network: scans are stored on the working grid (method.md §1:
+360 mm FOV, 512 x 512); the network runs on ``NetConfig.matrix`` (e.g. 256 or
+64). Same FOV, so going from one to the other is a pure in-plane resize:
+images area-averaged down (bilinear up), labels nearest-neighbour, uncertainty
+bilinear.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from mltasks import query as mlquery
+from mltasks.calibration import PDCCalibration, fit_pdc
+from mltasks.checkpoint import load_model as ml_load_model
+from mltasks.checkpoint import save_checkpoint
+from mltasks.errors import CalibrationError, MyoLabelError
+from mltasks.infer import mc_predict_slices
+from mltasks.labels import Label as MlLabel
+from mltasks.labels import LabelSet as MlLabelSet
+from mltasks.metrics import evaluate_volume
+from mltasks.nets import NetConfig, UNet
+from mltasks.nets import profile as net_profile
+from mltasks.postprocess import keep_largest_components
+from mltasks.preprocess import normalise_hu
+from mltasks.progress import ProgressCallback, report
+from mltasks.report import structure_report
+from mltasks.train import IGNORE, TrainConfig
+from mltasks.train import train as ml_train
+from mltasks.uncertainty import structure_wise_variance
+
+__all__ = [
+    "IGNORE", "MyoLabelError", "SlicesResult", "calibration_fit", "evaluate", "label_set_of",
+    "load_model", "mac", "merge", "network_configs", "normalise", "predict_slices", "preview_tau",
+    "psv", "query_masks", "report_rows", "save_model", "segment_volume", "select_slices",
+    "slice_scores", "train_model", "predicted_dice",
+]
+
+# Keys of Project.network_config that configure training rather than the architecture.
+_TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+
+
+# --- configuration --------------------------------------------------------------------
+
+def network_configs(profile: str, overrides: dict, n_classes: int) -> tuple[NetConfig, TrainConfig]:
+    """(NetConfig, TrainConfig) of a project: a named profile plus ``network_config`` overrides."""
+    overrides = dict(overrides or {})
+    train_over = {k: overrides.pop(k) for k in list(overrides) if k in _TRAIN_KEYS}
+    overrides.pop("warm_start", None)
+    return net_profile(profile, n_classes=n_classes, **overrides), TrainConfig(**train_over)
+
+
+def label_set_of(django_label_set) -> MlLabelSet:
+    """The library's LabelSet for a ``projects.LabelSet`` row (values as stored)."""
+    labels = []
+    for lab in django_label_set.labels.order_by("value"):
+        labels.append(MlLabel(lab.value, lab.name, lab.kind, lab.colour, lab.name, lab.side or ""))
+    return MlLabelSet(labels=tuple(labels))
+
+
+def n_classes_of(django_label_set) -> int:
+    top = django_label_set.labels.order_by("-value").values_list("value", flat=True).first() or 0
+    return int(top) + 1
+
+
+# --- grids ----------------------------------------------------------------------------
+
+def normalise(hu: np.ndarray) -> np.ndarray:
+    """HU -> float32 [0, 1] network intensities (method.md §1 step 3)."""
+    return normalise_hu(hu)
+
+
+def _resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return np.ascontiguousarray(images, dtype=np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
+    mode = "area" if images.shape[-1] > size else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(x, size=(size, size), mode=mode, **kwargs)[:, 0].numpy()
+
+
+def _resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if tuple(labels.shape[-2:]) == tuple(shape):
+        return np.ascontiguousarray(labels, dtype=np.uint8)
+    x = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.uint8))[:, None]
+    return F.interpolate(x, size=tuple(shape), mode="nearest-exact")[:, 0].numpy()
+
+
+def _resize_float(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if tuple(values.shape[-2:]) == tuple(shape):
+        return np.ascontiguousarray(values, dtype=np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[:, None]
+    return F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+# --- models ---------------------------------------------------------------------------
+
+def load_model(path: str | Path) -> UNet:
+    model, _ = ml_load_model(path)
+    return model
+
+
+def save_model(path: str | Path, model: UNet, *, label_set: MlLabelSet, train_config: TrainConfig) -> None:
+    save_checkpoint(path, model, label_set=label_set, train_config=train_config)
+
+
+def _threads() -> None:
+    """Torch compute threads of a worker task: ``settings.MYOLABEL_TORCH_THREADS`` (default 1).
+
+    One thread by default: on a small CPU host the web server and other workers share
+    the cores, and OpenMP threads that spin on an oversubscribed machine run many
+    times slower than a single thread.
+    """
+    from django.conf import settings
+
+    torch.set_num_threads(max(1, int(getattr(settings, "MYOLABEL_TORCH_THREADS", 1))))
+
+
+@dataclass
+class SlicesResult:
+    """Working-grid outputs for N slices: labels (N, H, W) uint8, u (N, H, W) float32, descriptors (N, d)."""
+
+    labels: np.ndarray
+    uncertainty: np.ndarray
+    descriptors: np.ndarray
+
+
+def predict_slices(
+    hu_slices: np.ndarray,
+    model: UNet,
+    *,
+    t_samples: int,
+    batch_size: int = 8,
+    seed: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> SlicesResult:
+    """MC-dropout prediction of (N, H, W) HU slices of the working grid, returned on that grid."""
+    _threads()
+    shape = tuple(hu_slices.shape[-2:])
+    images = _resize_images(normalise(hu_slices), model.config.matrix)
+    pred = mc_predict_slices(images, model, t_samples=t_samples, batch_size=batch_size, seed=seed,
+                             on_progress=on_progress)
+    return SlicesResult(_resize_labels(pred.labels, shape), _resize_float(pred.pixel_uncertainty, shape),
+                        pred.descriptors)
+
+
+def train_model(
+    hu_slices: np.ndarray,
+    labels: np.ndarray,
+    net_config: NetConfig,
+    train_config: TrainConfig,
+    *,
+    label_set: MlLabelSet,
+    checkpoint_path: str | Path,
+    init_model: UNet | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[UNet, dict]:
+    """Train on (N, H, W) working-grid HU slices and uint8 labels (255 = unlabelled).
+
+    Resumes from ``checkpoint_path`` when it holds a run of the same configuration
+    (a worker killed mid-training continues from its last epoch).
+    Returns (model with the best weights, summary dict).
+    """
+    _threads()
+    images = _resize_images(normalise(hu_slices), net_config.matrix)
+    targets = _resize_labels(labels, (net_config.matrix, net_config.matrix))
+    path = Path(checkpoint_path)
+    resume = path.is_file()
+    result = ml_train(images, targets, net_config, config=train_config, label_set=label_set,
+                      init_model=init_model, checkpoint_path=path, resume=resume, on_progress=on_progress)
+    summary = {
+        "slices": int(images.shape[0]),
+        "epochs": len(result.history) or None,
+        "best_epoch": result.best_epoch,
+        "best_validation_dice": None if math.isnan(result.best_dice) else float(result.best_dice),
+        "stopped_early": bool(result.stopped_early),
+        "resumed": resume,
+        "history": result.history[-50:],
+    }
+    return result.model, summary
+
+
+def segment_volume(
+    hu: np.ndarray,
+    model: UNet,
+    *,
+    t_samples: int,
+    batch_size: int = 8,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment a working-grid volume: ((Z, Y, X) uint8 labels, (Z, Y, X) float32 u).
+
+    MC-dropout per slice, then the largest 3D component of every structure (§1 step 6).
+    """
+    res = predict_slices(hu, model, t_samples=t_samples, batch_size=batch_size, on_progress=on_progress)
+    report(on_progress, "postprocess", 0, 1)
+    labels = keep_largest_components(res.labels)
+    report(on_progress, "postprocess", 1, 1)
+    return labels, res.uncertainty
+
+
+# --- selection and queries ------------------------------------------------------------
+
+def slice_scores(uncertainty: np.ndarray) -> np.ndarray:
+    """(N,) slice scores: mean pixel uncertainty over the slice (**choice**: no body model yet)."""
+    return mlquery.slice_scores(uncertainty)
+
+
+def select_slices(
+    scores: np.ndarray,
+    descriptors: np.ndarray,
+    *,
+    strategy: str,
+    k_uncertain: int,
+    n: int,
+    seed: int,
+) -> tuple[list[int], list[int]]:
+    """(D_c, D_r) as indices into the pool arrays. Random slices: D_c is empty."""
+    if strategy == "random_slices":
+        return [], [int(i) for i in mlquery.select_random(len(scores), n, rng=seed)]
+    candidates = mlquery.select_uncertain(scores, k_uncertain)
+    chosen = mlquery.select_representative(descriptors, candidates, min(n, len(candidates)))
+    return [int(i) for i in candidates], [int(i) for i in chosen]
+
+
+def query_masks(uncertainty: np.ndarray, *, strategy: str, tau: float, seed: int) -> np.ndarray:
+    """(N, H, W) bool queried pixels of the selected slices for a project strategy.
+
+    tau: Eq. 7; manual and random_slices: whole slices; random_pixels: as many
+    random pixels as tau would query (the paper's baseline).
+    """
+    if strategy == "tau":
+        return mlquery.pixel_query_mask(uncertainty, tau)
+    if strategy == "random_pixels":
+        count = mlquery.query_count(uncertainty, tau)
+        return mlquery.random_pixel_mask(uncertainty.shape, count, rng=seed)
+    return mlquery.full_slice_mask(uncertainty.shape)
+
+
+def mac(masks: list[np.ndarray]) -> float:
+    return mlquery.manual_annotation_cost(masks)
+
+
+def merge(predicted: np.ndarray, mask: np.ndarray, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, provenance: 1 answered / 0 predicted) of one slice (``merge_answers``)."""
+    return mlquery.merge_answers(predicted, mask, answers)
+
+
+def preview_tau(uncertainty: list[np.ndarray], tau: float, *, target_mac: float | None = None) -> dict:
+    """How many pixels tau queries in these slices, and the tau for a target MAC."""
+    total = int(sum(u.size for u in uncertainty))
+    count = mlquery.query_count(uncertainty, tau) if uncertainty else 0
+    out = {"tau": tau, "queried_pixels": count, "total_pixels": total, "mac": count / total if total else None}
+    if target_mac is not None and uncertainty:
+        suggested, n = mlquery.suggest_tau(uncertainty, target_mac)
+        out["suggested_tau"] = suggested if math.isfinite(suggested) else None
+        out["suggested_queried_pixels"] = n
+    return out
+
+
+# --- evaluation -----------------------------------------------------------------------
+
+def evaluate(pred: np.ndarray, ref: np.ndarray, spacing, n_classes: int) -> dict[int, dict[str, float]]:
+    return evaluate_volume(pred, ref, spacing, n_classes)
+
+
+def psv(labels: np.ndarray, uncertainty: np.ndarray, n_classes: int) -> np.ndarray:
+    return structure_wise_variance(labels, uncertainty, n_classes)
+
+
+def calibration_fit(psv_rows: list[np.ndarray], dice_rows: list[np.ndarray]) -> tuple[dict | None, str]:
+    """Pooled PDC fit (Eq. 6) on (PSV, Dice) tables; (None, why) when it cannot be fitted."""
+    if not psv_rows:
+        return None, "no test scan with reference labels"
+    try:
+        fitted = fit_pdc(np.stack(psv_rows), np.stack(dice_rows), pooled=True)
+    except (CalibrationError, MyoLabelError) as exc:
+        return None, str(exc)
+    return fitted.to_dict(), ""
+
+
+def predicted_dice(calibration: dict | None, psv_values: np.ndarray) -> np.ndarray | None:
+    if not calibration:
+        return None
+    return PDCCalibration.from_dict(calibration).predict(psv_values)
+
+
+def report_rows(labels, hu, uncertainty, geometry: dict, label_set: MlLabelSet, calibration: dict | None) -> list[dict]:
+    from mltasks.geometry import Geometry
+
+    cal = PDCCalibration.from_dict(calibration) if calibration else None
+    return structure_report(labels, hu, uncertainty, Geometry.from_dict(geometry), label_set, calibration=cal)
+
+
+# --- imaging adapter ------------------------------------------------------------------
+
+def scan_hu(scan) -> np.ndarray:
+    """(z, y, x) int16 HU of a scan on the working grid (read-only, memory-mapped)."""
+    from backend.imaging.volumes import scan_volume
+
+    return scan_volume(scan)
+
+
+def reference_labels(reference) -> np.ndarray:
+    """(z, y, x) uint8 labels of a ReferenceLabelMap (read-only, memory-mapped)."""
+    from backend.imaging.volumes import reference_labels as stored_labels
+
+    return stored_labels(reference)
+
+
+# --- files ----------------------------------------------------------------------------
+
+def write_nifti(array: np.ndarray, geometry: dict, path: str | Path) -> Path:
+    """Write a (z, y, x) array on a scan's working grid as NIfTI (.nii.gz) with its geometry."""
+    from mltasks.geometry import Geometry
+    from mltasks.io.files import write_volume
+
+    return write_volume(array, Geometry.from_dict(geometry), path)
+
+
+def write_dicom_ct(hu: np.ndarray, geometry: dict, out_dir: str | Path, **identifiers) -> list[Path]:
+    """Write a working-grid CT as a DICOM series (the source images a DICOM-SEG refers to)."""
+    from mltasks.geometry import Geometry
+    from mltasks.io.dicom_write import write_dicom_series
+
+    return write_dicom_series(hu, Geometry.from_dict(geometry), out_dir, **identifiers)
+
+
+def phantom_volume(seed: int, *, shape: tuple[int, int, int], fov_mm: float) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A procedural phantom slab on the working-grid convention: (hu int16, labels uint8, geometry dict).
+
+    1 mm slices, ``fov_mm`` in-plane field of view on ``shape[1:]`` pixels, centred on the hips.
+    """
+    from mltasks.phantom import generate_phantom
+
+    spacing = (1.0, fov_mm / shape[1], fov_mm / shape[2])
+    ph = generate_phantom(seed, shape=shape, spacing=spacing)
+    return ph.hu.astype(np.int16), ph.labels.astype(np.uint8), ph.geometry.to_dict()

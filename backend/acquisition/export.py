@@ -1,0 +1,129 @@
+"""Exports: label maps as NIfTI and DICOM-SEG, the per-muscle report as CSV, the training set
+with every pixel's provenance. All label maps are on the scan's working grid (its stored
+geometry), which keeps the CT's physical position and orientation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from backend.acquisition import codec, engine
+from backend.acquisition.models import Segmentation, TrainingSlice
+
+REPORT_COLUMNS = ["name", "value", "voxels", "volume_ml", "mean_hu", "psv", "predicted_dice"]
+# Provenance codes of the exported map.
+NOT_IN_TRAINING_SET, PREDICTED, ANSWERED = 0, 1, 2
+
+
+def nifti_bytes(array: np.ndarray, geometry: dict) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = engine.write_nifti(array, geometry, Path(tmp) / "volume.nii.gz")
+        return path.read_bytes()
+
+
+def load_npy(field) -> np.ndarray:
+    with field.open("rb") as fh:
+        return np.load(io.BytesIO(fh.read()))
+
+
+def report_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in REPORT_COLUMNS})
+    return out.getvalue()
+
+
+def training_set_zip(project) -> bytes:
+    """Per scan: labels (uint8, 255 = unlabelled) and provenance (0 none, 1 predicted, 2 answered) as NIfTI,
+    plus slices.csv listing every training slice with its source and pixel counts."""
+    buffer = io.BytesIO()
+    rows = TrainingSlice.objects.filter(project=project).select_related("scan").order_by("scan_id", "z")
+    by_scan: dict[int, list[TrainingSlice]] = {}
+    for row in rows:
+        by_scan.setdefault(row.scan_id, []).append(row)
+    listing = io.StringIO()
+    writer = csv.writer(listing, lineterminator="\n")
+    writer.writerow(["scan", "scan_name", "z", "source", "step", "query", "answered_pixels", "predicted_pixels"])
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for scan_id, slices in by_scan.items():
+            scan = slices[0].scan
+            labels = np.full(scan.shape, 255, np.uint8)
+            provenance = np.zeros(scan.shape, np.uint8)
+            for s in slices:
+                shape = (s.height, s.width)
+                labels[s.z] = codec.unpack_labels(s.labels, shape)
+                answered = codec.unpack_mask(s.answered, shape)
+                provenance[s.z] = np.where(answered, ANSWERED, PREDICTED)
+                writer.writerow([scan_id, scan.name, s.z, s.source, s.step_id or "", s.query_id or "",
+                                 int(answered.sum()), int((~answered).sum())])
+            archive.writestr(f"scan-{scan_id}-labels.nii.gz", nifti_bytes(labels, scan.geometry))
+            archive.writestr(f"scan-{scan_id}-provenance.nii.gz", nifti_bytes(provenance, scan.geometry))
+        archive.writestr("slices.csv", listing.getvalue())
+    return buffer.getvalue()
+
+
+# Type 2 attributes highdicom copies from the source images; empty when our rendering lacks them.
+_TYPE2 = ("PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
+          "AccessionNumber", "StudyID", "Manufacturer")
+
+
+def _with_type2_defaults(ds):
+    for keyword in _TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    if "^" not in str(ds.PatientName):
+        ds.PatientName = f"{ds.PatientName or 'Anonymous'}^"  # a one-component name needs its caret
+    return ds
+
+
+def dicom_seg_bytes(segmentation: Segmentation) -> bytes:
+    """The segmentation as a DICOM-SEG (highdicom), referring to a DICOM rendering of the working-grid CT.
+
+    The source CT series is written on the fly from the stored volume (so NIfTI
+    imports get a SEG too); its UIDs are new, so the SEG travels with that series.
+    """
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    scan = segmentation.scan
+    labels = load_npy(segmentation.labels)
+    hu = np.asarray(engine.scan_hu(scan))
+    label_rows = list(segmentation.project.label_set.labels.order_by("value"))
+    present = [lab for lab in label_rows if (labels == lab.value).any()]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = engine.write_dicom_ct(hu, scan.geometry, tmp, series_description=f"MyoLabel working grid {scan.name}",
+                                      patient_id=scan.patient_id or "ANON")
+        sources = [_with_type2_defaults(pydicom.dcmread(p)) for p in paths]
+    # Relabel to segment numbers 1..n in label-value order (DICOM-SEG needs consecutive numbers).
+    lut = np.zeros(256, np.uint16)
+    for number, lab in enumerate(present, start=1):
+        lut[lab.value] = number
+    pixel = lut[labels]
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="MyoLabel Bayesian U-Net", version=str(segmentation.model_version.number),
+        family=codes.cid7162.ArtificialIntelligence)
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number, segment_label=lab.name[:64],
+            segmented_property_category=codes.SCT.Tissue if lab.kind == "muscle" else codes.SCT.Bone,
+            segmented_property_type=codes.SCT.Muscle if lab.kind == "muscle" else codes.SCT.Bone,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm)
+        for number, lab in enumerate(present, start=1)
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=pixel, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=100,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="MyoLabel",
+        manufacturer_model_name="MyoLabel", software_versions="1", device_serial_number="0")
+    out = io.BytesIO()
+    seg.save_as(out)
+    return out.getvalue()

@@ -1,0 +1,112 @@
+"""Demo data: a project on procedural phantoms, ready for its first acquisition step.
+
+``seed_demo_project(admin)`` is the seeder for ``manage.py up`` (idempotent: a second
+call returns the existing project). ``phantom_project`` builds the same kind of
+project with other sizes (integration tests, simulate_annotators on phantoms).
+
+The phantoms are written straight onto the working-grid convention (1 mm slices,
+360 mm field of view) as a short slab around the hips; the reference label map
+of every scan is complete, and the training set starts from ``seed_fraction`` of
+each pool scan's slices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from django.db import transaction
+
+from backend.acquisition import engine
+
+DEMO_NAME = "Demo: phantom hips"
+FOV_MM = 360.0
+# One step of the demo (bootstrap training, inference, selection, training, evaluation)
+# is meant to finish within about 5 minutes on 2 cores (docs/acquisition.md).
+DEMO_NETWORK = {"matrix": 128, "max_epochs": 12, "batch_size": 8, "patience": 0, "augment": False,
+                "val_samples": 2}
+
+
+def _phantom_scan(pool, seed: int, shape: tuple[int, int, int], label_set, user):
+    from backend.imaging.models import ReferenceLabelMap, Scan
+    from backend.imaging.volumes import save_array
+
+    name = f"phantom-{seed}"
+    existing = Scan.objects.filter(pool=pool, name=name).first()
+    if existing is not None:
+        return existing
+    hu, labels, geometry = engine.phantom_volume(seed, shape=shape, fov_mm=FOV_MM)
+    scan = Scan.objects.create(
+        pool=pool, name=name, original_geometry=geometry, geometry=geometry, source_format="phantom",
+        volume=save_array(hu, f"scans/phantoms/{name}.npy"), imported_by=user,
+        content_hash=hashlib.sha256(hu.tobytes()).hexdigest(), modality="CT",
+        series_description=f"procedural phantom, seed {seed}")
+    ReferenceLabelMap.objects.create(scan=scan, label_set=label_set, labelled_slices=list(range(shape[0])),
+                                     labels=save_array(labels, f"labels/phantoms/{name}.npy"),
+                                     source_name=f"{name} (exact phantom labels)")
+    return scan
+
+
+@transaction.atomic
+def phantom_project(
+    *,
+    name: str,
+    admin,
+    n_pool: int = 3,
+    n_test: int = 2,
+    shape: tuple[int, int, int] = (24, 128, 128),
+    seed_fraction: float = 0.1,
+    network_profile: str = "tiny",
+    network_config: dict | None = None,
+    first_seed: int = 1,
+    **fields,
+):
+    """A project (admin as its admin) on ``n_pool`` + ``n_test`` phantoms of ``shape`` (z, y, x).
+
+    Idempotent on ``name``. Phantom seeds are first_seed, first_seed + 1, ...; scans are
+    named ``phantom-<seed>``, the last ``n_test`` are the project's test scans.
+    """
+    from backend.acquisition.services_training import training_set_seed
+    from backend.imaging.models import Pool
+    from backend.projects.models import LabelSet, Membership, Project
+
+    project = Project.objects.filter(name=name).first()
+    if project is not None:
+        return project
+    label_set = LabelSet.objects.get(name="Hip and thigh (Hiasa 2019)")
+    pool, _ = Pool.objects.get_or_create(name=f"{name} pool", defaults={"created_by": admin,
+                                                                       "description": "procedural phantoms"})
+    scans = [_phantom_scan(pool, first_seed + i, shape, label_set, admin) for i in range(n_pool + n_test)]
+    defaults = {"slices_per_step": 4, "k_uncertain": 12, "mc_samples": 5, "tau": 2.5e-3}
+    project = Project.objects.create(
+        name=name, label_set=label_set, network_profile=network_profile,
+        network_config=dict(DEMO_NETWORK if network_config is None else network_config), created_by=admin,
+        description="Phantom CTs with exact labels: try one acquisition step.", **(defaults | fields))
+    project.pools.add(pool)
+    project.test_scans.add(*scans[n_pool:])
+    Membership.objects.get_or_create(project=project, user=admin, defaults={"role": Membership.Role.ADMIN})
+    training_set_seed(project=project, fraction=seed_fraction)
+    return project
+
+
+def seed_demo_project(admin):
+    """The README's demo: 3 pool + 1 test phantoms (24 slices of 128 x 128), 10 % of pool slices labelled.
+
+    The first acquisition step is started right away, so that the worker has queries
+    ready for a first-time visitor within a few minutes.
+    """
+    from backend.acquisition.models import AcquisitionStep
+    from backend.acquisition.services_steps import step_start
+
+    project = phantom_project(name=DEMO_NAME, admin=admin, n_pool=3, n_test=1, shape=(24, 128, 128))
+    if not AcquisitionStep.objects.filter(project=project).exists():
+        step_start(project=project, user=admin)
+    return project
+
+
+def reference_slice(scan, z: int) -> np.ndarray:
+    """(y, x) uint8 reference labels of one slice (scripted annotators answer from these)."""
+    from backend.imaging.models import ReferenceLabelMap
+
+    ref = ReferenceLabelMap.objects.filter(scan=scan).first()
+    return np.asarray(engine.reference_labels(ref)[z])

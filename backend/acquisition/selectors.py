@@ -1,0 +1,69 @@
+"""Reads of the acquisition app: pool slices, current model, MAC and annotation-time summaries."""
+
+from __future__ import annotations
+
+from django.db.models import Count, F, Q, QuerySet, Sum
+
+from backend.acquisition.models import AcquisitionStep, ModelVersion, Query
+
+
+def pool_scans(project) -> QuerySet:
+    """Ready scans of the project's pools, test scans excluded, in id order."""
+    from backend.imaging.models import Scan
+
+    return (Scan.objects.filter(pool__in=project.pools.all(), status=Scan.Status.READY)
+            .exclude(id__in=project.test_scans.values("id")).distinct().order_by("id"))
+
+
+def current_model(project) -> ModelVersion | None:
+    """The newest model version of the project (the one that segments on demand)."""
+    return ModelVersion.objects.filter(project=project).order_by("-number").first()
+
+
+def steps_of(project) -> QuerySet:
+    return AcquisitionStep.objects.filter(project=project).select_related("model_version").order_by("number")
+
+
+def _mac_row(rows) -> dict:
+    queried = rows.get("queried") or 0
+    pixels = rows.get("pixels") or 0
+    return {
+        "queries": rows.get("queries") or 0,
+        "answered": rows.get("answered") or 0,
+        "queried_pixels": queried,
+        "slice_pixels": pixels,
+        "mac": queried / pixels if pixels else None,
+        "seconds_spent": rows.get("seconds") or 0.0,
+    }
+
+
+_AGG = {
+    "queries": Count("id"),
+    "answered": Count("id", filter=Q(status=Query.Status.ANSWERED)),
+    "queried": Sum("n_queried"),
+    "pixels": Sum("n_pixels"),
+    "seconds": Sum("seconds_spent"),
+}
+
+
+def mac_summary(project) -> dict:
+    """MAC (Eq. 8: queried / all pixels of the added slices) and time, per step, annotator and project.
+
+    Withdrawn queries (cancelled steps) are left out: their slices were never added.
+    """
+    queries = Query.objects.filter(step__project=project).exclude(status=Query.Status.WITHDRAWN)
+    per_step = [
+        {"step": row["step__number"], "step_id": row["step_id"], **_mac_row(row)}
+        for row in queries.values("step_id", "step__number").annotate(**_AGG).order_by("step__number")
+    ]
+    answered = queries.filter(status=Query.Status.ANSWERED, answered_by__isnull=False)
+    per_annotator = [
+        {"user": row["answered_by"], "username": row["username"], **_mac_row(row)}
+        for row in answered.values("answered_by").annotate(username=F("answered_by__username"), **_AGG)
+        .order_by("answered_by")
+    ]
+    return {"project": _mac_row(queries.aggregate(**_AGG)), "steps": per_step, "annotators": per_annotator}
+
+
+def step_mac(step) -> dict:
+    return _mac_row(Query.objects.filter(step=step).exclude(status=Query.Status.WITHDRAWN).aggregate(**_AGG))

@@ -1,0 +1,340 @@
+"""The worker phases of a step: inferring, selecting, training, evaluating.
+
+``phase_execute`` is what every phase task calls. It takes the phase's lease
+(a conditional UPDATE: a re-delivered or duplicated task for a phase that is
+done, or alive in another worker, does nothing), runs the work with a
+``PhaseReporter`` and records the results in ONE transaction at the end, after
+checking it still holds the lease. A worker killed half-way leaves the step in
+its phase; the phase then restarts from its beginning (training: from its last
+epoch checkpoint) when the task is delivered again or re-scheduled by
+``steps_resume_stalled``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from backend.acquisition import codec, engine
+from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
+from backend.acquisition.progress import Cancelled, PhaseReporter
+from backend.acquisition.selectors import current_model, pool_scans
+from backend.acquisition.services_queries import queries_auto_answer_empty
+from backend.acquisition.services_steps import (
+    step_cancel_acknowledge,
+    step_claim_phase,
+    step_fail,
+    step_transition,
+)
+from backend.acquisition.states import State
+
+log = logging.getLogger(__name__)
+CHUNK = 16  # slices per inference chunk: the cancel check runs between chunks
+
+
+class PhaseLost(Exception):  # noqa: N818
+    """The step left the phase (or another worker took it) before the results were recorded."""
+
+
+def cache_dir() -> Path:
+    path = Path(settings.MYOLABEL_CACHE_DIR) / "acquisition"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_checkpoint(version: ModelVersion) -> Path:
+    """A local file holding the version's checkpoint (copied from remote storage when needed)."""
+    try:
+        return Path(version.checkpoint.path)
+    except NotImplementedError:  # S3: no local path
+        target = cache_dir() / f"model-{version.pk}.pt"
+        if not target.exists():
+            with version.checkpoint.open("rb") as src:
+                target.write_bytes(src.read())
+        return target
+
+
+def phase_execute(*, step_id: int, phase: str, runner: str) -> str:
+    """Run ``phase`` of a step if it is still due; returns "done", "skipped", "cancelled" or "failed"."""
+    if not step_claim_phase(step_id=step_id, phase=phase, runner=runner):
+        log.info("step %s: %s is done or running elsewhere; nothing to do", step_id, phase)
+        return "skipped"
+    log.info("step %s: %s starts in %s", step_id, phase, runner)
+    step = AcquisitionStep.objects.select_related("project", "project__label_set").get(pk=step_id)
+    reporter = PhaseReporter(step_id=step.id, project_id=step.project_id, phase=phase, runner=runner)
+    try:
+        WORK[phase](step, reporter, runner)
+    except (Cancelled, PhaseLost):
+        step_cancel_acknowledge(step_id=step_id, phase=phase)
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded on the step for the lead to see
+        log.exception("step %s: %s failed", step_id, phase)
+        step_fail(step_id=step_id, reason=f"{phase} failed: {type(exc).__name__}: {exc}")
+        return "failed"
+    return "done"
+
+
+def _locked_step(step: AcquisitionStep, phase: str, runner: str) -> AcquisitionStep:
+    """The step row locked for the final write, if this runner still holds ``phase``."""
+    fresh = AcquisitionStep.objects.select_for_update().get(pk=step.pk)
+    if fresh.state != phase or fresh.runner != runner or fresh.cancel_requested:
+        raise PhaseLost(f"step {step.pk} is {fresh.state} (runner {fresh.runner!r}); results of {phase} dropped")
+    return fresh
+
+
+def _configs(project):
+    n_classes = engine.n_classes_of(project.label_set)
+    return engine.network_configs(project.network_profile, project.network_config, n_classes)
+
+
+def _training_data(project) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) HU slices and uint8 labels of the whole training set."""
+    images, labels = [], []
+    rows = TrainingSlice.objects.filter(project=project).select_related("scan").order_by("scan_id", "z")
+    volumes: dict[int, np.ndarray] = {}
+    for row in rows:
+        if row.scan_id not in volumes:
+            volumes[row.scan_id] = engine.scan_hu(row.scan)
+        images.append(np.asarray(volumes[row.scan_id][row.z]))
+        labels.append(codec.unpack_labels(row.labels, (row.height, row.width)))
+    if not images:
+        raise ValueError("the training set is empty; seed it from reference label maps")
+    return np.stack(images), np.stack(labels)
+
+
+def _train(step, reporter, *, path: Path):
+    project = step.project
+    net_cfg, train_cfg = _configs(project)
+    images, labels = _training_data(project)
+    init = None
+    if project.network_config.get("warm_start"):
+        previous = current_model(project)
+        init = engine.load_model(local_checkpoint(previous)) if previous else None
+    return engine.train_model(images, labels, net_cfg, train_cfg, label_set=engine.label_set_of(project.label_set),
+                              checkpoint_path=path, init_model=init, on_progress=reporter), net_cfg, train_cfg
+
+
+def _save_version(project, step, model, summary, net_cfg, train_cfg, number: int) -> ModelVersion:
+    path = cache_dir() / f"step-{step.pk}-model-{number}.pt"
+    engine.save_model(path, model, label_set=engine.label_set_of(project.label_set), train_config=train_cfg)
+    version = ModelVersion(project=project, step=step if number else None, number=number,
+                           config={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(),
+                                   "profile": project.network_profile},
+                           training=summary)
+    with path.open("rb") as fh:
+        version.checkpoint.save(f"project-{project.pk}-model-{number}.pt", File(fh), save=False)
+    version.save()
+    return version
+
+
+# --- inferring ------------------------------------------------------------------------
+
+def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
+    project = step.project
+    version = current_model(project)
+    bootstrap = None
+    if version is None:
+        reporter.segment(0, 50, "training the first model on the initial training set")
+        bootstrap = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt")
+        model = bootstrap[0][0]
+    else:
+        model = engine.load_model(local_checkpoint(version))
+    reporter.segment(50 if bootstrap else 0, 100, "MC-dropout inference over the pool")
+    labelled = set(TrainingSlice.objects.filter(project=project).values_list("scan_id", "z"))
+    scans = list(pool_scans(project))
+    todo = [(scan, [z for z in range(scan.shape[0]) if (scan.id, z) not in labelled]) for scan in scans]
+    total = sum(len(zs) for _, zs in todo)
+    if total == 0:
+        raise ValueError("every pool slice is already in the training set; add scans to the pool")
+    keys, scores, descriptors, kept = [], [], [], {}
+    done = 0
+    for scan, zs in todo:
+        hu = engine.scan_hu(scan)
+        for start in range(0, len(zs), CHUNK):
+            chunk = zs[start:start + CHUNK]
+            res = engine.predict_slices(np.asarray(hu[chunk]), model, t_samples=step.mc_samples, seed=step.pk)
+            chunk_scores = engine.slice_scores(res.uncertainty)
+            for i, z in enumerate(chunk):
+                kept[len(keys)] = (res.labels[i], res.uncertainty[i].astype(np.float16))
+                keys.append((scan.id, z))
+                scores.append(float(chunk_scores[i]))
+            descriptors.append(res.descriptors)
+            _keep_most_uncertain(kept, scores, step.k_uncertain)
+            done += len(chunk)
+            reporter.update(done / total)
+    buffer = io.BytesIO()
+    idx = sorted(kept)
+    np.savez_compressed(buffer, keys=np.array(keys, dtype=np.int64), scores=np.array(scores),
+                        descriptors=np.concatenate(descriptors), map_index=np.array(idx, dtype=np.int64),
+                        map_labels=np.stack([kept[i][0] for i in idx]),
+                        map_u=np.stack([kept[i][1] for i in idx]))
+    with transaction.atomic():
+        fresh = _locked_step(step, State.INFERRING, runner)
+        if bootstrap is not None:
+            (model, summary), net_cfg, train_cfg = bootstrap
+            _save_version(project, fresh, model, summary, net_cfg, train_cfg, number=0)
+        fresh.inference_file.save(f"step-{step.pk}.npz", ContentFile(buffer.getvalue()), save=False)
+        step_transition(step=fresh, target=State.SELECTING)
+    (cache_dir() / f"step-{step.pk}-bootstrap.pt").unlink(missing_ok=True)
+
+
+def _keep_most_uncertain(kept: dict, scores: list[float], k: int) -> None:
+    """Drop cached maps of slices that can no longer be among the k most uncertain."""
+    if len(kept) <= 2 * k:
+        return
+    order = sorted(kept, key=lambda i: (-scores[i], i))
+    for i in order[k:]:
+        del kept[i]
+
+
+# --- selecting ------------------------------------------------------------------------
+
+def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
+    reporter.segment(0, 100, "choosing representative uncertain slices")
+    with step.inference_file.open("rb") as fh:
+        data = dict(np.load(io.BytesIO(fh.read())))
+    keys, scores = data["keys"], data["scores"]
+    candidates, chosen = engine.select_slices(scores, data["descriptors"], strategy=step.strategy,
+                                              k_uncertain=step.k_uncertain, n=step.slices_per_step, seed=step.pk)
+    reporter.update(0.5)
+    labels, u = _maps_of(step, data, chosen)
+    masks = engine.query_masks(u, strategy=step.strategy, tau=step.tau, seed=step.pk)
+    with transaction.atomic():
+        fresh = _locked_step(step, State.SELECTING, runner)
+        fresh.candidates = [[int(keys[i][0]), int(keys[i][1]), float(scores[i])] for i in candidates]
+        fresh.selected = [[int(keys[i][0]), int(keys[i][1])] for i in chosen]
+        Query.objects.bulk_create([
+            Query(step=fresh, scan_id=int(keys[i][0]), z=int(keys[i][1]), height=masks[j].shape[0],
+                  width=masks[j].shape[1], mask=codec.pack_mask(masks[j]), predicted=codec.pack_labels(labels[j]),
+                  uncertainty=codec.pack_float16(u[j]), n_queried=int(masks[j].sum()), n_pixels=int(masks[j].size))
+            for j, i in enumerate(chosen)
+        ])
+        step_transition(step=fresh, target=State.ANNOTATING)
+        queries_auto_answer_empty(step=fresh)
+        if not Query.objects.filter(step=fresh, status=Query.Status.OPEN).exists():
+            step_transition(step=fresh, target=State.TRAINING)
+
+
+def _maps_of(step, data: dict, chosen: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted labels and u of the chosen pool slices: cached by inference, else predicted again."""
+    cached = {int(i): j for j, i in enumerate(data["map_index"])}
+    missing = [i for i in chosen if i not in cached]
+    fresh = {}
+    if missing:
+        from backend.imaging.models import Scan
+
+        model = engine.load_model(local_checkpoint(current_model(step.project)))
+        for i in missing:
+            scan_id, z = (int(v) for v in data["keys"][i])
+            hu = engine.scan_hu(Scan.objects.get(pk=scan_id))
+            res = engine.predict_slices(np.asarray(hu[[z]]), model, t_samples=step.mc_samples, seed=step.pk)
+            fresh[i] = (res.labels[0], res.uncertainty[0])
+    labels = [data["map_labels"][cached[i]] if i in cached else fresh[i][0] for i in chosen]
+    u = [data["map_u"][cached[i]].astype(np.float32) if i in cached else fresh[i][1] for i in chosen]
+    return np.stack(labels), np.stack(u)
+
+
+# --- training -------------------------------------------------------------------------
+
+def run_training(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
+    reporter.segment(0, 100, "training on the grown training set")
+    path = cache_dir() / f"step-{step.pk}-train.pt"
+    (model, summary), net_cfg, train_cfg = _train(step, reporter, path=path)
+    with transaction.atomic():
+        fresh = _locked_step(step, State.TRAINING, runner)
+        ModelVersion.objects.filter(step=fresh).delete()  # a half-recorded earlier attempt, if any
+        _save_version(fresh.project, fresh, model, summary, net_cfg, train_cfg, number=fresh.number)
+        step_transition(step=fresh, target=State.EVALUATING)
+    path.unlink(missing_ok=True)
+
+
+# --- evaluating -----------------------------------------------------------------------
+
+def run_evaluation(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
+    from backend.imaging.models import ReferenceLabelMap
+
+    project = step.project
+    version = ModelVersion.objects.get(step=step)
+    model = engine.load_model(local_checkpoint(version))
+    n_classes = engine.n_classes_of(project.label_set)
+    refs = list(ReferenceLabelMap.objects.filter(scan__in=project.test_scans.all(), label_set=project.label_set)
+                .select_related("scan").order_by("scan_id"))
+    per_scan, psv_rows, dice_rows = [], [], []
+    for k, ref in enumerate(refs):
+        reporter.segment(100 * k / len(refs), 100 * (k + 1) / len(refs), f"segmenting test scan {ref.scan.name}")
+        hu = engine.scan_hu(ref.scan)
+        pred, u = engine.segment_volume(np.asarray(hu), model, t_samples=step.mc_samples, on_progress=reporter)
+        metrics = engine.evaluate(pred, engine.reference_labels(ref), ref.scan.geometry["spacing"], n_classes)
+        psv = engine.psv(pred, u, n_classes)
+        dice = np.full(n_classes, np.nan)
+        for value, m in metrics.items():
+            dice[value] = m["dice"]
+        psv_rows.append(psv)
+        dice_rows.append(dice)
+        per_scan.append({"scan": ref.scan_id, "name": ref.scan.name, "metrics": metrics, "psv": psv})
+    calibration, why = engine.calibration_fit(psv_rows, dice_rows)
+    structures = _structure_table(project, per_scan, calibration)
+    stop = _stop_reached(project, structures)
+    scans_json = [{"scan": s["scan"], "name": s["name"],
+                   "dice": {str(v): m["dice"] for v, m in s["metrics"].items()},
+                   "asd": {str(v): _finite(m["asd"]) for v, m in s["metrics"].items()},
+                   "psv": [_finite(x) for x in s["psv"]]} for s in per_scan]
+    with transaction.atomic():
+        fresh = _locked_step(step, State.EVALUATING, runner)
+        version.metrics = {"structures": structures, "scans": scans_json, "calibration_note": why}
+        version.calibration = calibration
+        version.save(update_fields=["metrics", "calibration"])
+        fresh.stop_reached = stop
+        step_transition(step=fresh, target=State.DONE)
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _mean(values) -> float | None:
+    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def _structure_table(project, per_scan: list[dict], calibration: dict | None) -> dict:
+    """{value: {name, kind, dice, asd, psv, predicted_dice}} averaged over the test scans."""
+    table = {}
+    for label in project.label_set.labels.order_by("value"):
+        v = label.value
+        psvs = [s["psv"][v] for s in per_scan]
+        predicted = [float(engine.predicted_dice(calibration, np.array([p]))[0]) if calibration and np.isfinite(p)
+                     else None for p in psvs]
+        table[str(v)] = {
+            "name": label.name, "kind": label.kind,
+            "dice": _mean(s["metrics"][v]["dice"] for s in per_scan if v in s["metrics"]),
+            "asd": _mean(s["metrics"][v]["asd"] for s in per_scan if v in s["metrics"]),
+            "psv": _mean(psvs),
+            "predicted_dice": _mean(predicted),
+        }
+    return table
+
+
+def _stop_reached(project, structures: dict) -> bool:
+    """The stopping rule: every muscle's mean predicted Dice on the test scans >= the target."""
+    target = project.stop_target_dice
+    muscles = [row for row in structures.values() if row["kind"] == "muscle"]
+    if target is None or not muscles:
+        return False
+    return all(row["predicted_dice"] is not None and row["predicted_dice"] >= target for row in muscles)
+
+
+WORK = {
+    State.INFERRING: run_inference,
+    State.SELECTING: run_selection,
+    State.TRAINING: run_training,
+    State.EVALUATING: run_evaluation,
+}

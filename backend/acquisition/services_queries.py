@@ -1,0 +1,186 @@
+"""Writes of the annotation phase: claiming (locks with expiry), releasing and answering queries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from backend.acquisition import codec, engine
+from backend.acquisition.events import publish_query
+from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
+from backend.acquisition.services_steps import StepConflict, step_transition
+from backend.acquisition.states import State
+
+LOCK_SECONDS = 15 * 60
+UNLABELLED = 255  # in a submitted raster: "no label here" (every pixel outside the query)
+
+
+class SubmissionRejected(ValidationError):
+    """A submitted answer is unusable; nothing was stored (HTTP 400)."""
+
+
+class QueryLocked(StepConflict):
+    """Another annotator holds the query, or it is no longer open (HTTP 409)."""
+
+
+def _lock_free(now) -> Q:
+    return Q(assignee=None) | Q(lock_expires__lt=now)
+
+
+def _take(query_id: int, user, now) -> bool:
+    """Conditional UPDATE: lock ``query_id`` for ``user`` if it is open and free (or already theirs)."""
+    return Query.objects.filter(pk=query_id, status=Query.Status.OPEN).filter(
+        _lock_free(now) | Q(assignee=user)).update(
+        assignee=user, lock_expires=now + timedelta(seconds=LOCK_SECONDS), claimed_at=now) == 1
+
+
+def annotating_step(project) -> AcquisitionStep | None:
+    return AcquisitionStep.objects.filter(project=project, state=State.ANNOTATING).first()
+
+
+@transaction.atomic
+def query_claim_next(*, project, user) -> Query | None:
+    """Lock the next free query of the project's annotating step for ``user``.
+
+    An annotator holds at most one query: a still-valid lock of theirs is returned
+    (and renewed) first. None when nothing is left to annotate.
+    """
+    step = annotating_step(project)
+    if step is None:
+        return None
+    now = timezone.now()
+    mine = Query.objects.filter(step=step, status=Query.Status.OPEN, assignee=user, lock_expires__gte=now).first()
+    if mine is not None and _take(mine.id, user, now):
+        return Query.objects.get(pk=mine.id)
+    free = Query.objects.filter(step=step, status=Query.Status.OPEN).filter(_lock_free(now)).order_by("id")
+    # skip_locked lets concurrent claims on PostgreSQL pass each other instead of queueing;
+    # the conditional UPDATE in _take is what guarantees a single holder on every database.
+    for query_id in free.select_for_update(skip_locked=True).values_list("id", flat=True)[:20]:
+        if _take(query_id, user, now):
+            query = Query.objects.get(pk=query_id)
+            transaction.on_commit(lambda q=query: publish_query(q, open_queries=_open_count(q.step_id)))
+            return query
+    return None
+
+
+@transaction.atomic
+def query_claim(*, query: Query, user) -> Query:
+    """Lock (or renew the lock of) one query; QueryLocked if another annotator holds it."""
+    now = timezone.now()
+    if not _take(query.id, user, now):
+        query.refresh_from_db()
+        raise QueryLocked(_why_not_free(query, now), code="query_locked")
+    return Query.objects.get(pk=query.id)
+
+
+@transaction.atomic
+def query_release(*, query: Query, user) -> None:
+    Query.objects.filter(pk=query.pk, assignee=user, status=Query.Status.OPEN).update(
+        assignee=None, lock_expires=None, claimed_at=None)
+
+
+def _why_not_free(query: Query, now) -> str:
+    if query.status != Query.Status.OPEN:
+        return f"query {query.id} is {query.status}; nothing more to do on it"
+    return (f"query {query.id} is being annotated by user {query.assignee_id} until "
+            f"{query.lock_expires:%H:%M:%S} UTC; take another one")
+
+
+def _check_answer(query: Query, labels: np.ndarray, allowed: set[int]) -> np.ndarray:
+    """The merged training labels of the slice, or SubmissionRejected with what is wrong."""
+    shape = (query.height, query.width)
+    if labels.size != query.height * query.width:
+        raise SubmissionRejected(
+            f"the label raster has {labels.size} pixels but the slice has {shape[0]} x {shape[1]} = "
+            f"{shape[0] * shape[1]}; send one uint8 per pixel in row-major order", code="bad_size")
+    labels = labels.reshape(shape)
+    mask = codec.unpack_mask(query.mask, shape)
+    outside = ~mask & (labels != UNLABELLED)
+    if outside.any():
+        y, x = (int(v) for v in np.argwhere(outside)[0])
+        raise SubmissionRejected(
+            f"{int(outside.sum())} labelled pixels lie outside the query (first at y={y}, x={x}); only the "
+            f"queried pixels may be labelled: send {UNLABELLED} everywhere else", code="outside_query")
+    values = set(np.unique(labels[mask]).tolist()) - {UNLABELLED}
+    unknown = sorted(values - allowed)
+    if unknown:
+        raise SubmissionRejected(f"label values {unknown[:10]} are not in the project's label set", code="bad_value")
+    answers = np.where(labels == UNLABELLED, -1, labels.astype(np.int16))
+    predicted = codec.unpack_labels(query.predicted, shape)
+    try:
+        merged, _ = engine.merge(predicted, mask, answers)
+    except engine.MyoLabelError as exc:
+        raise SubmissionRejected(str(exc), code="missing_answers") from exc
+    return merged
+
+
+def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float | None) -> Query:
+    """Store an answer: labels (H*W uint8, 255 outside the query) for exactly the queried pixels.
+
+    The answer is checked before any lock is taken; then, in one transaction, a
+    conditional UPDATE stores it only if the query is still open and locked by
+    ``user`` (or free), the slice joins the training set with its provenance, and the
+    last answer of a step moves it to training. The step row is locked only for that
+    final count, so concurrent submissions of one step do not queue behind each other.
+    """
+    query = Query.objects.select_related("step__project__label_set").get(pk=query.pk)
+    step = query.step
+    now = timezone.now()
+    if step.state != State.ANNOTATING or query.status != Query.Status.OPEN:
+        raise QueryLocked(_closed(query, step), code="query_closed")
+    allowed = set(step.project.label_set.labels.values_list("value", flat=True)) | {0}
+    merged = _check_answer(query, labels, allowed)
+    mask = codec.unpack_mask(query.mask, (query.height, query.width))
+    with transaction.atomic():
+        stored = Query.objects.filter(pk=query.pk, status=Query.Status.OPEN, step__state=State.ANNOTATING).filter(
+            _lock_free(now) | Q(assignee=user)).update(
+            status=Query.Status.ANSWERED, answer=codec.pack_labels(merged[mask]), answered_by=user,
+            answered_at=now, assignee=user, lock_expires=None, seconds_spent=seconds_spent)
+        if not stored:
+            query.refresh_from_db()
+            step.refresh_from_db()
+            closed = query.status != Query.Status.OPEN or step.state != State.ANNOTATING
+            raise QueryLocked(_closed(query, step) if closed else _why_not_free(query, now),
+                              code="query_closed" if closed else "query_locked")
+        query.refresh_from_db()
+        _add_to_training_set(query, merged, mask)
+        # Serialise only the "was this the last answer?" test (see docstring).
+        locked = AcquisitionStep.objects.select_for_update().get(pk=step.pk)
+        remaining = _open_count(step.id)
+        transaction.on_commit(lambda: publish_query(query, open_queries=remaining))
+        if remaining == 0 and locked.state == State.ANNOTATING:
+            step_transition(step=locked, target=State.TRAINING)
+    return query
+
+
+def _closed(query: Query, step: AcquisitionStep) -> str:
+    return f"query {query.id} is {query.status} and its step is {step.state}; it no longer takes answers"
+
+
+def _open_count(step_id: int) -> int:
+    return Query.objects.filter(step_id=step_id, status=Query.Status.OPEN).count()
+
+
+def _add_to_training_set(query: Query, merged: np.ndarray, answered: np.ndarray) -> None:
+    TrainingSlice.objects.update_or_create(
+        project_id=query.step.project_id, scan_id=query.scan_id, z=query.z,
+        defaults={"height": query.height, "width": query.width, "labels": codec.pack_labels(merged),
+                  "answered": codec.pack_mask(answered), "source": TrainingSlice.Source.QUERY,
+                  "query": query, "step_id": query.step_id})
+
+
+def queries_auto_answer_empty(*, step: AcquisitionStep) -> int:
+    """Queries with no queried pixel need nobody: their prediction joins the training set as is."""
+    n = 0
+    for query in Query.objects.filter(step=step, status=Query.Status.OPEN, n_queried=0):
+        shape = (query.height, query.width)
+        Query.objects.filter(pk=query.pk).update(status=Query.Status.ANSWERED, answer=codec.pack_labels(
+            np.zeros(0, np.uint8)), answered_at=timezone.now(), seconds_spent=0.0)
+        _add_to_training_set(query, codec.unpack_labels(query.predicted, shape), np.zeros(shape, bool))
+        n += 1
+    return n

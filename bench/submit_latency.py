@@ -1,0 +1,178 @@
+"""20 concurrent scripted annotators submit 1,000 answers to a live server on loopback.
+
+Checks that no answer is lost or duplicated, and measures the submit latency side by
+side with an authenticated read of the same size class (GET of one query) in the same
+run, so the ratio does not depend on the machine.
+
+    python bench/submit_latency.py                 # PostgreSQL + Redis when reachable, else embedded
+    python bench/submit_latency.py --embedded      # SQLite + filesystem broker
+    python bench/submit_latency.py --annotators 20 --queries 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.integration.stack import Stack, services_reachable  # noqa: E402
+
+SIZE = 64
+SETUP = """
+import json, hashlib
+import numpy as np
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from backend.acquisition import codec
+from backend.acquisition.models import AcquisitionStep, Query
+from backend.imaging.models import Pool, Scan
+from backend.imaging.volumes import save_array
+from backend.projects.models import LabelSet, Membership, Project
+n, size, annotators = {n}, {size}, {annotators}
+hu = np.zeros((n, size, size), np.int16)
+pool = Pool.objects.create(name="bench pool")
+geometry = {{"shape": [n, size, size], "spacing": [1.0, 5.625, 5.625], "origin": [0, 0, 0],
+            "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1]}}
+scan = Scan.objects.create(pool=pool, name="bench", original_geometry=geometry, geometry=geometry,
+                           volume=save_array(hu, "scans/bench.npy"), source_format="nifti", content_hash="0")
+project = Project.objects.create(name="bench", label_set=LabelSet.objects.first())
+project.pools.add(pool)
+step = AcquisitionStep.objects.create(project=project, number=1, state="annotating", strategy="tau", tau=1e-3,
+                                      slices_per_step=n, k_uncertain=n, mc_samples=2)
+rng = np.random.default_rng(0)
+rows = []
+for z in range(n):
+    mask = rng.random((size, size)) < 0.05
+    rows.append(Query(step=step, scan=scan, z=z, height=size, width=size, mask=codec.pack_mask(mask),
+                      predicted=codec.pack_labels(np.zeros((size, size), np.uint8)),
+                      uncertainty=codec.pack_float16(rng.random((size, size))), n_queried=int(mask.sum()),
+                      n_pixels=size * size))
+Query.objects.bulk_create(rows)
+tokens = []
+for i in range(annotators):
+    user = User.objects.create_user(f"bench-{{i}}")
+    Membership.objects.create(project=project, user=user, role="annotator")
+    tokens.append(Token.objects.create(user=user).key)
+print(json.dumps({{"project": project.id, "step": step.id, "tokens": tokens}}))
+"""
+
+
+def annotate(stack: Stack, token: str, project: int, out: dict, lock: threading.Lock) -> None:
+    import urllib.error
+    import urllib.request
+
+    def call(method: str, path: str, body: dict | None = None):
+        req = urllib.request.Request(stack.url + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = {"raw": raw[:300].decode(errors="replace")}
+        return status, body, time.perf_counter() - started
+
+    while True:
+        status, q, _ = call("POST", f"/api/projects/{project}/queries/next/")
+        if status == 204:
+            return
+        if status != 200:
+            with lock:
+                out["errors"].append((status, q))
+            continue
+        _, _, read_seconds = call("GET", f"/api/projects/{project}/queries/{q['id']}/")
+        mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=SIZE * SIZE).astype(bool)
+        labels = np.where(mask, 1, 255).astype(np.uint8)
+        status, body, seconds = call("POST", f"/api/projects/{project}/queries/{q['id']}/submit/",
+                                     {"labels": base64.b64encode(labels.tobytes()).decode(), "seconds_spent": 1.0})
+        with lock:
+            out["submit"].append(seconds)
+            out["read"].append(read_seconds)
+            out["created"].append(q["id"]) if status == 201 else out["errors"].append((status, body))
+
+
+def p95(values: list[float]) -> float:
+    return float(np.percentile(values, 95))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--annotators", type=int, default=20)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--embedded", action="store_true")
+    parser.add_argument("--conn-max-age", default="0",
+                        help="DATABASE_CONN_MAX_AGE of the server; the default 60 keeps one PostgreSQL connection "
+                             "per daphne worker thread and ran out of connections (100) in this benchmark")
+    args = parser.parse_args()
+    env: dict[str, str] = {}
+    mode = "embedded (SQLite)"
+    if not args.embedded and services_reachable():
+        import psycopg
+
+        name = f"myolabel_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        env = {"MYOLABEL_MODE": "production", "MYOLABEL_HTTPS": "false", "DJANGO_SECRET_KEY": "bench-" + "x" * 60,
+               "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}", "REDIS_URL": "redis://127.0.0.1:6379/14",
+               "DATABASE_CONN_MAX_AGE": args.conn_max_age}
+        mode = f"production (PostgreSQL + Redis, CONN_MAX_AGE={args.conn_max_age})"
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp), env)
+        try:
+            stack.start()
+            setup = json.loads(stack.manage("shell", "-c", SETUP.format(
+                n=args.queries, size=SIZE, annotators=args.annotators)).strip().splitlines()[-1])
+            out: dict = {"submit": [], "read": [], "created": [], "errors": []}
+            lock = threading.Lock()
+            threads = [threading.Thread(target=annotate, args=(stack, token, setup["project"], out, lock))
+                       for token in setup["tokens"]]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - started
+            stored = stack.get(f"/api/projects/{setup['project']}/steps/{setup['step']}/queries/")
+            if out["errors"]:
+                log = (stack.data_dir / "web.log").read_text(errors="replace")
+                i = log.find("Traceback")
+                print("server log:\n" + (log[i:i + 3000] if i >= 0 else log[-2000:]))
+        finally:
+            stack.stop()
+            if env:
+                import psycopg
+
+                with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{env["DATABASE_URL"].rsplit("/", 1)[1]}" WITH (FORCE)')
+    answered = [q for q in stored if q["status"] == "answered"]
+    duplicates = len(out["created"]) - len(set(out["created"]))
+    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} queries, cpu count {os.cpu_count()}")
+    print(f"accepted submissions: {len(out['created'])}, answered rows: {len(answered)}, "
+          f"duplicates: {duplicates}, errors: {len(out['errors'])} {out['errors'][:3]}")
+    print(f"lost: {args.queries - len(answered)}")
+    print(f"submit latency  p50 {1000 * statistics.median(out['submit']):.1f} ms, p95 {1000 * p95(out['submit']):.1f} ms")
+    print(f"read (GET query) p50 {1000 * statistics.median(out['read']):.1f} ms, p95 {1000 * p95(out['read']):.1f} ms")
+    print(f"ratio submit/read: p50 {statistics.median(out['submit']) / statistics.median(out['read']):.2f}, "
+          f"p95 {p95(out['submit']) / p95(out['read']):.2f}")
+    print(f"throughput: {len(out['created']) / wall:.1f} submissions/s over {wall:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
