@@ -190,6 +190,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" field; name their enums apart in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "backend.imaging.models.ImportJob.Status",
+        "QueryStatusEnum": "backend.acquisition.models.Query.Status",
+        "HealthStatusEnum": ["ok", "degraded"],
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""Slice rendering: CT windowing, label colouring, uncertainty scaling, PNG and raw encoding.
+
+Pure numpy + Pillow (no Django), so the slice endpoints stay fast and testable.
+Every function takes one (y, x) slice of the working grid.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+# Display presets (window width, level) in HU: soft tissue and bone, as radiology viewers use.
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {"soft": (400.0, 40.0), "bone": (1800.0, 400.0)}
+DEFAULT_PRESET = "soft"
+
+# Level 1 of zlib: about three times faster than the default level 6 for a CT slice,
+# for a file perhaps 15 % larger, which loopback and LAN hardly notice.
+PNG_COMPRESS_LEVEL = 1
+
+_INT16_OFFSET = 32768
+
+
+@lru_cache(maxsize=64)
+def _window_lut(window: float, level: float) -> np.ndarray:
+    """(65536,) uint8 grey level of every int16 value, indexed by value + 32768."""
+    hu = np.arange(-_INT16_OFFSET, _INT16_OFFSET, dtype=np.float64)
+    lut = np.rint((hu - (level - window / 2.0)) / window * 255.0)
+    lut = np.clip(lut, 0, 255).astype(np.uint8)
+    lut.flags.writeable = False
+    return lut
+
+
+def window_to_uint8(hu: np.ndarray, *, window: float, level: float) -> np.ndarray:
+    """Map HU to grey levels: ``level - window/2`` -> 0, ``level + window/2`` -> 255, linear, clipped.
+
+    Args:
+        hu: (Y, X) int16 HU.
+        window: window width in HU (> 0).
+        level: window centre in HU.
+    Returns:
+        (Y, X) uint8.
+    """
+    if window <= 0:
+        raise ValueError(f"window width must be positive, not {window}")
+    # A lookup table turns windowing into one gather: no float image is ever built.
+    return _window_lut(float(window), float(level))[hu.astype(np.int32) + _INT16_OFFSET]
+
+
+def encode_png(image: np.ndarray, *, palette: np.ndarray | None = None) -> bytes:
+    """Encode a (Y, X) uint8 array as PNG: greyscale, or indexed when ``palette`` is given.
+
+    Args:
+        image: (Y, X) uint8.
+        palette: (256, 3) uint8 RGB colour of every value; value 0 is made transparent.
+    """
+    pixels = np.ascontiguousarray(image, dtype=np.uint8)
+    height, width = pixels.shape
+    options: dict = {"compress_level": PNG_COMPRESS_LEVEL}
+    if palette is None:
+        img = Image.frombytes("L", (width, height), pixels.tobytes())
+    else:
+        img = Image.frombytes("P", (width, height), pixels.tobytes())
+        img.putpalette(np.ascontiguousarray(palette, dtype=np.uint8).tobytes())
+        options["transparency"] = 0
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", **options)
+    return buf.getvalue()
+
+
+def label_palette(colours: dict[int, str]) -> np.ndarray:
+    """(256, 3) uint8 palette from ``{value: "#rrggbb"}``; unknown values are magenta, so they show."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[1:] = (255, 0, 255)
+    for value, colour in colours.items():
+        palette[value] = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return palette
+
+
+def scale_to_uint8(values: np.ndarray, *, vmax: float) -> np.ndarray:
+    """Map [0, vmax] linearly to [0, 255], clipped; NaN becomes 0.
+
+    Args:
+        values: (Y, X) float (pixel uncertainty).
+        vmax: value shown as 255 (> 0).
+    Returns:
+        (Y, X) uint8.
+    """
+    scaled = np.nan_to_num(values.astype(np.float32) * np.float32(255.0 / vmax), nan=0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def raw_bytes(array: np.ndarray, dtype: str) -> bytes:
+    """The array as C-order bytes of ``dtype`` (e.g. ``"<i2"``: little-endian int16)."""
+    return np.ascontiguousarray(array, dtype=np.dtype(dtype)).tobytes()

@@ -1,0 +1,223 @@
+"""Writes of projects, memberships, pools and label sets.
+
+Callers have checked access already (``backend.projects.access``). Rule violations
+raise ``django.core.exceptions.ValidationError`` keyed by field, with messages a
+project lead can act on; the API turns them into 400 responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from backend.imaging.models import Pool, Scan
+from backend.projects.models import Label, LabelSet, Membership, Project
+
+Role = Membership.Role
+
+# Project fields a lead may change (the label set is fixed at creation: training data depends on it).
+CONFIG_FIELDS = ("name", "description", "network_profile", "network_config", "strategy", "tau",
+                 "slices_per_step", "k_uncertain", "mc_samples", "stop_target_dice")
+
+
+# Bounds that keep a configured network trainable on the machines MyoLabel targets:
+# architecture keys (mltasks.nets.NetConfig), then training keys (mltasks.train.TrainConfig).
+_NETWORK_LIMITS: dict[str, tuple[type, float, float]] = {
+    "width": (int, 1, 256), "depth": (int, 1, 8), "matrix": (int, 16, 1024), "dropout": (float, 0.0, 0.95),
+    "lr": (float, 1e-7, 1.0), "batch_size": (int, 1, 256), "max_epochs": (int, 1, 10_000),
+    "patience": (int, 0, 10_000), "val_fraction": (float, 0.0, 0.9), "dice_weight": (float, 0.0, 100.0),
+    "augment": (bool, 0, 1), "val_samples": (int, 1, 100), "seed": (int, 0, 2**31 - 1),
+    "warm_start": (bool, 0, 1),
+}
+_ARCHITECTURE_KEYS = ("width", "depth", "matrix", "dropout")
+
+
+def _option_error(key: str, value) -> str | None:
+    kind, low, high = _NETWORK_LIMITS[key]
+    if kind is bool:
+        return None if isinstance(value, bool) else f"Network option {key!r} must be true or false, not {value!r}."
+    accepted = (int, float) if kind is float else (int,)
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        return f"Network option {key!r} must be {'a number' if kind is float else 'an integer'}, not {value!r}."
+    if not low <= value <= high:
+        return f"Network option {key!r} must be between {low} and {high}, not {value}."
+    return None
+
+
+def _network_errors(profile_name: str, overrides: dict, *, n_classes: int) -> list[str]:
+    # Imported here: mltasks.nets pulls in torch, which the web process needs only for this check.
+    from mltasks.errors import MyoLabelError
+    from mltasks.nets import PROFILES, profile
+
+    if profile_name not in PROFILES:
+        return [f"Unknown network profile {profile_name!r}; choose one of {', '.join(PROFILES)}."]
+    unknown = sorted(set(overrides) - set(_NETWORK_LIMITS))
+    if unknown:
+        return [f"Unknown network option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_NETWORK_LIMITS))}."]
+    errors = [e for e in (_option_error(k, v) for k, v in overrides.items()) if e]
+    if errors:
+        return errors
+    architecture = {k: v for k, v in overrides.items() if k in _ARCHITECTURE_KEYS}
+    try:
+        profile(profile_name, n_classes=max(n_classes, 2), **architecture)
+    except (MyoLabelError, TypeError, ValueError) as exc:
+        return [f"Invalid network configuration: {exc}."]
+    return []
+
+
+def _check_unique_name(model, name: str, *, exclude_pk: int | None, what: str) -> None:
+    clash = model.objects.filter(name=name).exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"name": [f"A {what} named {name!r} already exists; choose another name."]})
+
+
+def _check_test_scans(project: Project, test_scans: Iterable[Scan], pools: Iterable[Pool]) -> None:
+    pool_ids = {pool.pk for pool in pools}
+    outside = [scan for scan in test_scans if scan.pool_id not in pool_ids]
+    if outside:
+        listed = ", ".join(f"{scan.pk} ({scan.name})" for scan in outside)
+        msg = f"Test scan(s) {listed} are not in any pool of this project; add their pools first."
+        raise ValidationError({"test_scans": [msg]})
+
+
+def _apply_config(project: Project, fields: dict) -> None:
+    unknown = set(fields) - set(CONFIG_FIELDS)
+    if unknown:
+        raise ValueError(f"not project configuration fields: {', '.join(sorted(unknown))}")
+    for name, value in fields.items():
+        setattr(project, name, value)
+    errors = _network_errors(project.network_profile, project.network_config or {},
+                             n_classes=project.label_set.labels.count() + 1)
+    if errors:
+        raise ValidationError({"network_config" if "network_config" in fields else "network_profile": errors})
+    _check_unique_name(Project, project.name, exclude_pk=project.pk, what="project")
+    project.full_clean(exclude=["pools", "test_scans", "created_by"])
+
+
+@transaction.atomic
+def project_create(*, user, name: str, label_set: LabelSet, pools: list[Pool] | None = None,
+                   test_scans: list[Scan] | None = None, **config) -> Project:
+    """Create a project; its creator becomes its admin."""
+    project = Project(label_set=label_set, created_by=user)
+    _apply_config(project, {"name": name, **config})
+    _check_test_scans(project, test_scans or [], pools or [])
+    project.save()
+    project.pools.set(pools or [])
+    project.test_scans.set(test_scans or [])
+    Membership.objects.create(project=project, user=user, role=Role.ADMIN)
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, pools: list[Pool] | None = None,
+                   test_scans: list[Scan] | None = None, **config) -> Project:
+    """Change a project's configuration; ``None`` leaves pools or test scans as they are."""
+    _apply_config(project, config)
+    new_pools = list(project.pools.all()) if pools is None else pools
+    new_tests = list(project.test_scans.all()) if test_scans is None else test_scans
+    _check_test_scans(project, new_tests, new_pools)
+    project.save()
+    if pools is not None:
+        project.pools.set(pools)
+    if test_scans is not None:
+        project.test_scans.set(test_scans)
+    return project
+
+
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete a project with its memberships; its pools and scans stay."""
+    project.delete()
+
+
+def _admins_left(project: Project, *, without: Membership) -> int:
+    return project.memberships.filter(role=Role.ADMIN).exclude(pk=without.pk).count()
+
+
+@transaction.atomic
+def membership_add(*, project: Project, username: str, role: str) -> Membership:
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise ValidationError({"username": [f"No user named {username!r}; create the account first."]})
+    if Membership.objects.filter(project=project, user=user).exists():
+        raise ValidationError({"username": [f"{username} is already a member; change their role instead."]})
+    return Membership.objects.create(project=project, user=user, role=role)
+
+
+@transaction.atomic
+def membership_set_role(*, membership: Membership, role: str) -> Membership:
+    if membership.role == Role.ADMIN and role != Role.ADMIN and not _admins_left(membership.project,
+                                                                                without=membership):
+        raise ValidationError({"role": ["This is the project's last admin; make someone else admin first."]})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    if membership.role == Role.ADMIN and not _admins_left(membership.project, without=membership):
+        raise ValidationError({"user": ["This is the project's last admin; make someone else admin first."]})
+    membership.delete()
+
+
+@transaction.atomic
+def pool_create(*, project: Project, user, name: str, description: str = "") -> Pool:
+    """Create an empty pool and add it to ``project``."""
+    _check_unique_name(Pool, name, exclude_pk=None, what="pool")
+    pool = Pool.objects.create(name=name, description=description, created_by=user)
+    project.pools.add(pool)
+    return pool
+
+
+@transaction.atomic
+def pool_update(*, pool: Pool, **fields) -> Pool:
+    if "name" in fields:
+        _check_unique_name(Pool, fields["name"], exclude_pk=pool.pk, what="pool")
+    for name, value in fields.items():
+        setattr(pool, name, value)
+    pool.save()
+    return pool
+
+
+@transaction.atomic
+def pool_delete(*, pool: Pool, user) -> None:
+    """Delete a pool with its scans, unless another project whose admin ``user`` is not uses it."""
+    if not user.is_superuser:
+        others = pool.projects.exclude(memberships__user=user, memberships__role=Role.ADMIN).count()
+        if others:
+            msg = (f"This pool is also used by {others} project(s) in which you are not an admin; "
+                   "ask their admins to remove it from those projects first.")
+            raise ValidationError({"pool": [msg]})
+    pool.delete()
+
+
+@transaction.atomic
+def label_set_create(*, name: str, description: str = "", labels: list[dict]) -> LabelSet:
+    """Create a label set; each label is {value, name, kind, colour, side, pair (value of its twin)}."""
+    _check_unique_name(LabelSet, name, exclude_pk=None, what="label set")
+    values = [item["value"] for item in labels]
+    names = [item["name"] for item in labels]
+    for what, seen in (("value", values), ("name", names)):
+        duplicates = sorted({str(v) for v in seen if seen.count(v) > 1})
+        if duplicates:
+            raise ValidationError({"labels": [f"Label {what}(s) {', '.join(duplicates)} appear more than once."]})
+    pairs = {item["value"]: item.get("pair") for item in labels if item.get("pair") is not None}
+    if len(set(pairs.values())) != len(pairs):
+        raise ValidationError({"labels": ["Two labels name the same twin in 'pair'; each label has one twin."]})
+    for value, twin in pairs.items():
+        if twin not in values or twin == value:
+            raise ValidationError({"labels": [f"Label {value} is paired with {twin}, which is not another "
+                                              "label of this set."]})
+    label_set = LabelSet.objects.create(name=name, description=description)
+    created = {}
+    for item in labels:
+        fields = {k: v for k, v in item.items() if k != "pair"}
+        created[item["value"]] = Label.objects.create(label_set=label_set, **fields)
+    for value, twin in pairs.items():
+        created[value].pair = created[twin]
+        created[value].save(update_fields=["pair"])
+    return label_set
