@@ -23,14 +23,6 @@ GEOMETRY = Geometry(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def ct(tmp_path):
     """A body (40 HU) with a muscle block (label 4) and a bone (label 1) in air."""

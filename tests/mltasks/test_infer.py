@@ -13,14 +13,6 @@ from mltasks.nets import UNet, profile
 from mltasks.uncertainty import mc_statistics
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def net(n_classes: int = 4, *, bayesian: bool = True, matrix: int = 32, seed: int = 0) -> UNet:
     torch.manual_seed(seed)
     model = UNet(profile("tiny", n_classes=n_classes, bayesian=bayesian, matrix=matrix))

@@ -11,14 +11,6 @@ from mltasks.fold import FastMC, fold_batch_norm
 from mltasks.nets import PROFILES, NetConfig, UNet, conv_flops, keep_mask, profile
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def trained_like(config: NetConfig, seed: int = 0) -> UNet:
     """A net whose batch-norm statistics and affine parameters are far from the defaults."""
     torch.manual_seed(seed)

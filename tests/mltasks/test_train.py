@@ -25,14 +25,6 @@ CFG = profile("tiny", n_classes=3, width=4, matrix=32)
 FAST = TrainConfig(batch_size=4, max_epochs=2, patience=0, val_samples=2, augment=True)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def disks(n: int = 10, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Bright disks (label 1) with a small core (label 2) on noise."""
     rng = np.random.default_rng(seed)
