@@ -165,10 +165,10 @@ else:
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
     "default": _default_storage,
-    # Manifest storage needs collectstatic; the embedded start command runs it.
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Hashed names after collectstatic (which `manage.py up` runs); plain names before.
+    "staticfiles": {"BACKEND": "backend.core.staticfiles.CollectedOrPlainStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_USE_FINDERS = True
 
 # --- REST API -----------------------------------------------------------------------
 REST_FRAMEWORK = {

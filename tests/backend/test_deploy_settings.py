@@ -16,7 +16,9 @@ PRODUCTION = {
 
 
 def _manage(env: dict, *args: str) -> subprocess.CompletedProcess:
-    full = {k: v for k, v in os.environ.items() if k not in PRODUCTION} | env
+    # A production host never sets DJANGO_ALLOW_ASYNC_UNSAFE; the browser tests do.
+    dropped = set(PRODUCTION) | {"DJANGO_ALLOW_ASYNC_UNSAFE"}
+    full = {k: v for k, v in os.environ.items() if k not in dropped} | env
     return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=full,
                           capture_output=True, text=True, timeout=120)
 
