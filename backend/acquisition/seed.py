@@ -68,12 +68,12 @@ def phantom_project(
     """
     from backend.acquisition.services_training import training_set_seed
     from backend.imaging.models import Pool
-    from backend.projects.models import LabelSet, Membership, Project
+    from backend.projects.models import DEFAULT_LABEL_SET_NAME, LabelSet, Membership, Project
 
     project = Project.objects.filter(name=name).first()
     if project is not None:
         return project
-    label_set = LabelSet.objects.get(name="Hip and thigh (Hiasa 2019)")
+    label_set = LabelSet.objects.get(name=DEFAULT_LABEL_SET_NAME)
     pool, _ = Pool.objects.get_or_create(name=f"{name} pool", defaults={"created_by": admin,
                                                                        "description": "procedural phantoms"})
     scans = [_phantom_scan(pool, first_seed + i, shape, label_set, admin) for i in range(n_pool + n_test)]

@@ -30,13 +30,13 @@ from backend.imaging import importing
 from backend.imaging.importing import DuplicateScan, ReadSource, Source
 from backend.imaging.models import ImportJob, Pool, ReferenceLabelMap, Scan, ScanFile
 from backend.imaging.volumes import save_array
-from backend.projects.models import LabelSet, Project
+from backend.projects.models import DEFAULT_LABEL_SET_NAME, LabelSet, Project
 from mltasks.errors import MyoLabelError
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "import.json"
-DEFAULT_LABEL_SET = "Hip and thigh (Hiasa 2019)"
+DEFAULT_LABEL_SET = DEFAULT_LABEL_SET_NAME
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+# Created by migration 0002 (which keeps its own copy of the name, as migrations must).
+DEFAULT_LABEL_SET_NAME = "Hip and thigh (Hiasa 2019)"
+
 
 class LabelSet(models.Model):
     name = models.CharField(max_length=100, unique=True)

@@ -6,7 +6,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from backend.imaging.models import Pool
-from backend.projects.models import Label, LabelSet, Membership, Project
+from backend.projects.models import DEFAULT_LABEL_SET_NAME, Label, LabelSet, Membership, Project
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -129,7 +129,7 @@ def acquisition_project(*, n_pool: int = 2, n_test: int = 1, shape=(12, 64, 64),
     from backend.projects.models import LabelSet
     from mltasks.phantom import generate_phantom
 
-    label_set = LabelSet.objects.get(name="Hip and thigh (Hiasa 2019)")
+    label_set = LabelSet.objects.get(name=DEFAULT_LABEL_SET_NAME)
     pool = PoolFactory()
     fields = {"network_profile": "tiny", "network_config": dict(TINY_NETWORK), "slices_per_step": 2,
               "k_uncertain": 4, "mc_samples": 2, "tau": 1e-3} | project_fields
