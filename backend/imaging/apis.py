@@ -233,14 +233,19 @@ class LabelQuery(serializers.Serializer):
                                          help_text="Label set of the reference; default the oldest reference.")
 
 
+def _requested_reference(request, scan_id: int):
+    """The reference label map of a visible scan, for the ``?label_set=`` of the request."""
+    scan = scan_for(request.user, scan_id)
+    query = LabelQuery(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return selectors.scan_reference(scan, label_set_id=query.validated_data.get("label_set"))
+
+
 class ScanLabelPngApi(_SliceApi):
     @_schema("Reference label", png=True, parameters=[LabelQuery])
     def get(self, request, scan_id: int, z: int):
         """Reference label map as an indexed PNG in the label set's colours; background transparent."""
-        scan = scan_for(request.user, scan_id)
-        query = LabelQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        reference = selectors.scan_reference(scan, label_set_id=query.validated_data.get("label_set"))
+        reference = _requested_reference(request, scan_id)
         palette = slices.label_palette(selectors.label_colours(reference.label_set))
         return self.image(slices.encode_png(selectors.reference_slice(reference, z), palette=palette))
 
@@ -249,10 +254,7 @@ class ScanLabelRawApi(_RawSliceApi):
     @_schema("Reference label", png=False, parameters=[LabelQuery])
     def get(self, request, scan_id: int, z: int):
         """Reference label values, uint8 (0 = background)."""
-        scan = scan_for(request.user, scan_id)
-        query = LabelQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        reference = selectors.scan_reference(scan, label_set_id=query.validated_data.get("label_set"))
+        reference = _requested_reference(request, scan_id)
         return self.raw(selectors.reference_slice(reference, z), "<u1")
 
 
