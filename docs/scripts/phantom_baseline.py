@@ -76,6 +76,11 @@ def main() -> None:
             dice[lab.name].append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
     print(f"train seeds 1000..{999 + args.train}, test seeds 2000..{1999 + args.test}, shape {tuple(args.shape)}, "
           f"{args.samples} training voxels, {time.time() - t0:.0f} s")
+    print_dice_table(dice, label_set)
+
+
+def print_dice_table(dice: dict[str, list[float]], label_set) -> None:
+    """Markdown table of the mean Dice per structure, then the muscle and bone means."""
     print("| structure | kind | Dice (mean over test phantoms) |\n|---|---|---|")
     for lab in label_set.labels:
         print(f"| {lab.name} | {lab.kind} | {np.mean(dice[lab.name]):.3f} |")

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from phantom_baseline import print_dice_table  # noqa: E402  (this folder; the same table as the classifier baseline)
 
 from mltasks.infer import mc_predict_slices  # noqa: E402
 from mltasks.metrics import dice  # noqa: E402
@@ -117,12 +118,7 @@ def main() -> None:
           f"test seeds 2000..{1999 + args.test}, shape {shape}; training {t_train:.0f} s "
           f"({epochs} epoch(s), budget {args.minutes:g} min, {torch.get_num_threads()} thread(s)), "
           f"T = {args.samples}; total wall time {wall:.0f} s")  # fmt: skip
-    print("| structure | kind | Dice (mean over test phantoms) |\n|---|---|---|")
-    for lab in label_set.labels:
-        print(f"| {lab.name} | {lab.kind} | {np.mean(scores[lab.name]):.3f} |")
-    muscles = [np.mean(scores[lab.name]) for lab in label_set.labels if lab.kind == "muscle"]
-    bones = [np.mean(scores[lab.name]) for lab in label_set.labels if lab.kind == "bone"]
-    print(f"\nmean muscle Dice {np.mean(muscles):.3f}; mean bone Dice {np.mean(bones):.3f}")
+    print_dice_table(scores, label_set)
 
 
 if __name__ == "__main__":
