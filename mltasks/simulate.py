@@ -39,7 +39,7 @@ from mltasks.active import (
 )
 from mltasks.errors import InvalidSimulationConfig, MyoLabelError
 from mltasks.labels import LabelSet, default_label_set
-from mltasks.nets import profile
+from mltasks.nets import UNet, profile
 from mltasks.preprocess import preprocess_volume, resample_labels_to_network
 from mltasks.progress import ProgressCallback, report
 from mltasks.query import ANSWERED, UNANSWERED, manual_annotation_cost, merge_answers
@@ -263,46 +263,61 @@ def run_simulation(
     )
     ev0 = evaluate(model0, tests, **eval_kw)
     wall0 = time.perf_counter() - t0
-    rows, psv_rows = [], []
+    rows, psv_rows, runs = [], [], []
     for spec in config.strategies:
         name, tau = strategy_config(spec, config)
         cfg = replace(base, strategy=name, tau=tau, n_select=n_select)
         rows.append(_row(spec, 0, ev0, label_set, idx0.size, [], wall0))
         psv_rows += _psv_rows(spec, 0, ev0, label_set)
-        model, pool, tset = model0, SlicePool(images, labelled0.copy(), body), start_set
-        for step in range(1, config.steps + 1):
+        runs.append(_Run(spec, cfg, model0, SlicePool(images, labelled0.copy(), body), start_set))
+    # Steps outside, strategies inside: a run stopped early still compares every
+    # strategy at the same step.
+    for step in range(1, config.steps + 1):
+        for run in runs:
+            if run.done:
+                continue
             t = time.perf_counter()
-            queries = propose_queries(model, pool, cfg, step=step)
+            queries = propose_queries(run.model, run.pool, run.cfg, step=step)
             if not queries:
-                break
-            tset = tset.added(images[[q.slice_index for q in queries]], *_oracle(queries, truth))
-            pool.labelled[[q.slice_index for q in queries]] = True
-            model, _ = retrain(model, tset, cfg, warm_start=config.warm_start, label_set=label_set)
-            ev = evaluate(model, tests, **eval_kw)
-            rows.append(
-                _row(
-                    spec,
-                    step,
-                    ev,
-                    label_set,
-                    int(pool.labelled.sum()),
-                    [q.mask for q in queries],
-                    time.perf_counter() - t,
-                )
+                run.done = True
+                continue
+            chosen = [q.slice_index for q in queries]
+            run.tset = run.tset.added(images[chosen], *_oracle(queries, truth))
+            run.pool.labelled[chosen] = True
+            run.model, _ = retrain(
+                run.model, run.tset, run.cfg, warm_start=config.warm_start, label_set=label_set
             )
-            psv_rows += _psv_rows(spec, step, ev, label_set)
+            ev = evaluate(run.model, tests, **eval_kw)
+            masks = [q.mask for q in queries]
+            n_labelled = int(run.pool.labelled.sum())
+            rows.append(
+                _row(run.spec, step, ev, label_set, n_labelled, masks, time.perf_counter() - t)
+            )
+            psv_rows += _psv_rows(run.spec, step, ev, label_set)
+            _write_results(out, rows, psv_rows)  # a crash or a kill keeps the finished steps
             report(
                 on_progress,
-                f"simulate {spec}",
+                f"step {step} {run.spec}",
                 step,
                 config.steps,
                 dice=round(ev.mean_dice, 4),
                 mac=round(rows[-1]["mac"], 5),
             )
-    _write_csv(out / "simulation.csv", rows)
-    _write_csv(out / "psv_dice.csv", psv_rows)
+    _write_results(out, rows, psv_rows)
     write_figures(rows, psv_rows, out)
     return SimulationResult(rows, psv_rows, out)
+
+
+@dataclass
+class _Run:
+    """One strategy's state between steps."""
+
+    spec: str
+    cfg: ALConfig
+    model: UNet
+    pool: SlicePool
+    tset: TrainingSet
+    done: bool = False
 
 
 def _oracle(queries, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -345,12 +360,21 @@ def _psv_rows(spec: str, step: int, ev: Evaluation, label_set: LabelSet) -> list
     ]  # fmt: skip
 
 
+def _write_results(out: Path, rows: list[dict], psv_rows: list[dict]) -> None:
+    """Both CSVs, grouped by strategy (in first-seen order) then step."""
+    order = {spec: i for i, spec in enumerate(dict.fromkeys(r["strategy"] for r in rows))}
+    _write_csv(out / "simulation.csv", sorted(rows, key=lambda r: (order[r["strategy"]], r["step"])))
+    _write_csv(out / "psv_dice.csv", sorted(psv_rows, key=lambda r: (order[r["strategy"]], r["step"])))
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     header = list(rows[0]) if rows else ["strategy", "step"]
-    with path.open("w", newline="") as f:
+    partial = path.with_suffix(".partial")
+    with partial.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()
         writer.writerows(rows)
+    partial.replace(path)  # readers never see a half-written file
 
 
 def write_figures(rows: list[dict], psv_rows: list[dict], out_dir: str | Path) -> list[Path]:
