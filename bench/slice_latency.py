@@ -25,6 +25,9 @@ from pathlib import Path
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from backend.core.webserver import web_server_command  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 DEPTH = 16  # slices of the seeded scan
 
@@ -77,8 +80,13 @@ def manage(env: dict, *args: str) -> str:
     return done.stdout
 
 
-def measure(url: str, token: str, *, clients: int, per_client: int, seconds: float) -> list[float]:
-    """Latencies (s) of ``clients`` threads asking ``per_client`` times each (bounded by ``seconds``)."""
+def measure(url: str, token: str, *, clients: int, per_client: int, seconds: float,
+            rate: float = 0.0) -> list[float]:
+    """Latencies (s) of ``clients`` threads asking ``per_client`` times each (bounded by ``seconds``).
+
+    ``rate`` > 0: each client asks at most ``rate`` slices per second (an annotator
+    scrolling), waiting out the rest of each 1/rate interval; 0: back to back.
+    """
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -93,6 +101,8 @@ def measure(url: str, token: str, *, clients: int, per_client: int, seconds: flo
             start = time.perf_counter()
             response = session.get(url.format(z=(index + i) % DEPTH), timeout=30)
             elapsed = time.perf_counter() - start
+            if rate > 0:
+                time.sleep(max(0.0, 1.0 / rate - elapsed))
             with lock:
                 if response.status_code != 200:
                     errors.append(f"{response.status_code}: {response.text[:200]}")
@@ -120,9 +130,9 @@ def run_mode(name: str, extra_env: dict, args) -> dict[str, list[float]]:
         seeded = json.loads(manage(env, "shell", "-c", SEED).strip().splitlines()[-1])
         port = free_port()
         log = open(Path(data_dir) / "web.log", "wb")  # noqa: SIM115 - closed below
-        web = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                "backend.myolabel.asgi:application"], cwd=REPO, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+        processes = args.web_processes if name == "production" else 1  # in-memory layer: one process
+        web = subprocess.Popen(web_server_command("127.0.0.1", port, processes), cwd=REPO, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
         try:
             base_url = f"http://127.0.0.1:{port}/api/scans/{seeded['scan']}"
             deadline = time.monotonic() + 180
@@ -141,7 +151,7 @@ def run_mode(name: str, extra_env: dict, args) -> dict[str, list[float]]:
                 url = f"{base_url}/{suffix}"
                 measure(url, seeded["token"], clients=args.clients, per_client=2, seconds=30)  # warm-up
                 results[kind] = measure(url, seeded["token"], clients=args.clients, per_client=args.requests,
-                                        seconds=args.seconds)
+                                        seconds=args.seconds, rate=args.rate)
             return results
         except RuntimeError:
             log.flush()
@@ -187,6 +197,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=25, help="requests per client and kind")
     parser.add_argument("--seconds", type=float, default=60.0, help="time bound per kind")
     parser.add_argument("--only", choices=["embedded", "production"], help="run one mode")
+    parser.add_argument("--web-processes", type=int, default=1,
+                        help="web processes in production mode (1: daphne; more: uvicorn workers)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="slices per second per client (0: back to back, the default)")
     args = parser.parse_args()
 
     modes = [] if args.only == "production" else [("embedded", {}, None)]
@@ -197,7 +211,10 @@ def main() -> None:
         modes.append(("production", env, db))
     else:
         print("PostgreSQL or Redis not reachable on 127.0.0.1: production mode skipped")
-    print(f"{args.clients} concurrent clients, 512 x 512 int16 slices, daphne on loopback, {os.cpu_count()} CPUs")
+    pace = f"{args.rate:g} slices/s each" if args.rate else "back to back"
+    server = "daphne" if args.web_processes == 1 else f"uvicorn x {args.web_processes}"
+    print(f"{args.clients} concurrent clients ({pace}), 512 x 512 int16 slices, {server} on loopback, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'mode':<11} {'kind':<4} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7}")
     for name, env, db in modes:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -218,7 +219,7 @@ class ScanSlicePngApi(_SliceApi):
         query.is_valid(raise_exception=True)
         hu = selectors.scan_slice(scan, z)
         grey = slices.window_to_uint8(hu, window=query.validated_data["window"], level=query.validated_data["level"])
-        return self.image(slices.encode_png(grey))
+        return self.image(slices.encode_png(grey, level=settings.MYOLABEL_PNG_LEVEL))
 
 
 class ScanSliceRawApi(_RawSliceApi):
@@ -247,7 +248,8 @@ class ScanLabelPngApi(_SliceApi):
         """Reference label map as an indexed PNG in the label set's colours; background transparent."""
         reference = _requested_reference(request, scan_id)
         palette = slices.label_palette(selectors.label_colours(reference.label_set))
-        return self.image(slices.encode_png(selectors.reference_slice(reference, z), palette=palette))
+        return self.image(slices.encode_png(selectors.reference_slice(reference, z), palette=palette,
+                                           level=settings.MYOLABEL_PNG_LEVEL))
 
 
 class ScanLabelRawApi(_RawSliceApi):
@@ -287,7 +289,8 @@ class ScanUncertaintyPngApi(_SliceApi):
         vmax = options.get("vmax") or float(np.nanmax(values, initial=0.0))
         if not math.isfinite(vmax) or vmax <= 0:
             vmax = 1.0  # an all-zero (or broken) slice: any scale shows it black
-        response = self.image(slices.encode_png(slices.scale_to_uint8(values, vmax=vmax)))
+        response = self.image(slices.encode_png(slices.scale_to_uint8(values, vmax=vmax),
+                                                     level=settings.MYOLABEL_PNG_LEVEL))
         response["X-Vmax"] = f"{vmax:.6g}"
         return response
 

@@ -5,6 +5,7 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.myolabel.settings")
+os.environ.setdefault("MYOLABEL_DB_POOL", "true")  # web processes pool PostgreSQL connections
 django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up: the routing imports models.

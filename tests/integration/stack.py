@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from backend.core.webserver import web_server_command
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -33,7 +35,8 @@ def services_reachable() -> bool:
 class Stack:
     """Start with ``start()``, always ``stop()``; ``env`` selects the run mode."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]):
+    def __init__(self, data_dir: Path, env: dict[str, str], *, web_processes: int = 1):
+        self.web_processes = web_processes
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "MYOLABEL_MODE"}}
@@ -57,8 +60,7 @@ class Stack:
             "u=User.objects.create_superuser('it-admin','it@example.org','it-pass-123');"
             "print(Token.objects.create(user=u).key)")).strip().splitlines()[-1]
         self.start_worker()
-        self.procs["web"] = self._spawn("web", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p",
-                                                str(self.port), "backend.myolabel.asgi:application"])
+        self.procs["web"] = self._spawn("web", web_server_command("127.0.0.1", self.port, self.web_processes))
         self._wait_for(lambda: self.get("/api/health/")["checks"]["worker"]["ok"], "web server and worker")
         return self
 

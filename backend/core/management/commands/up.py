@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from backend.core.seeding import seed_all
+from backend.core.webserver import web_server_command
 
 READY_TIMEOUT_SECONDS = 60
 
@@ -31,7 +32,7 @@ def _wait_until_ready(url: str, server: subprocess.Popen) -> None:
 
 
 class Command(BaseCommand):
-    help = "Start MyoLabel: web server (daphne) and, in embedded mode, a Celery worker child process."
+    help = "Start MyoLabel: web server (daphne, or uvicorn workers) and, in embedded mode, a Celery worker child process."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -39,8 +40,16 @@ class Command(BaseCommand):
         parser.add_argument("--worker", choices=["auto", "yes", "no"], default="auto",
                             help="start a worker child process (auto: only in embedded mode)")
         parser.add_argument("--no-seed", action="store_true", help="do not create the demo login and data")
+        parser.add_argument("--web-processes", type=int, default=1,
+                            help="web server processes (production mode; about one per core): "
+                                 "1 runs daphne, more run uvicorn workers")
 
-    def handle(self, *args, host, port, worker, no_seed, **options):
+    def handle(self, *args, host, port, worker, no_seed, web_processes, **options):
+        if web_processes < 1:
+            raise CommandError(f"--web-processes must be at least 1, not {web_processes}")
+        if web_processes > 1 and not settings.PRODUCTION:
+            raise CommandError("--web-processes > 1 needs production mode (MYOLABEL_MODE=production): "
+                               "embedded mode's in-memory channel layer cannot span processes")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         login = None if no_seed else seed_all(on_line=self.stdout.write)
@@ -49,8 +58,7 @@ class Command(BaseCommand):
             children.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "backend.myolabel", "worker",
                  "-Q", "gpu,cpu", "-c", "1", "-l", "INFO", "-n", "embedded@%h"]))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "backend.myolabel.asgi:application"])
+        server = subprocess.Popen(web_server_command(host, port, web_processes))
         children.append(server)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:

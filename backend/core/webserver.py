@@ -1,0 +1,23 @@
+"""The command line of the web server, shared by ``manage.py up``, integration tests and benchmarks.
+
+One process: daphne (HTTP and websockets). Several processes: uvicorn's supervisor,
+which shares one socket between N worker processes so Django's per-request Python
+work runs on N cores. Several processes need the Redis channel layer (production
+mode): embedded mode's in-memory layer lives in one process.
+"""
+
+from __future__ import annotations
+
+import sys
+
+ASGI_APP = "backend.myolabel.asgi:application"
+
+
+def web_server_command(host: str, port: int, processes: int = 1) -> list[str]:
+    """argv that serves MyoLabel on ``host:port`` with ``processes`` (>= 1) web processes."""
+    if processes < 1:
+        raise ValueError(f"need at least one web process, not {processes}")
+    if processes == 1:
+        return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP]
+    return [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port), "--workers", str(processes),
+            "--no-access-log", "--proxy-headers", ASGI_APP]
