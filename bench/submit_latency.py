@@ -69,7 +69,7 @@ print(json.dumps({{"project": project.id, "step": step.id, "tokens": tokens}}))
 """
 
 
-def annotate(stack: Stack, token: str, project: int, out: dict, lock: threading.Lock) -> None:
+def annotate(stack: Stack, token: str, project: int, out: dict, lock: threading.Lock, think: float) -> None:
     import urllib.error
     import urllib.request
 
@@ -100,6 +100,7 @@ def annotate(stack: Stack, token: str, project: int, out: dict, lock: threading.
         _, _, read_seconds = call("GET", f"/api/projects/{project}/queries/{q['id']}/")
         mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=SIZE * SIZE).astype(bool)
         labels = np.where(mask, 1, 255).astype(np.uint8)
+        time.sleep(think)  # the expert painting the queried pixels
         status, body, seconds = call("POST", f"/api/projects/{project}/queries/{q['id']}/submit/",
                                      {"labels": base64.b64encode(labels.tobytes()).decode(), "seconds_spent": 1.0})
         with lock:
@@ -117,6 +118,10 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--embedded", action="store_true")
+    parser.add_argument("--web-processes", type=int, default=1,
+                        help="web processes in production mode (1: daphne; more: uvicorn workers)")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds each annotator spends on a query before submitting (0: none)")
     parser.add_argument("--conn-max-age", default="0",
                         help="DATABASE_CONN_MAX_AGE of the server; the default 60 keeps one PostgreSQL connection "
                              "per daphne worker thread and ran out of connections (100) in this benchmark")
@@ -134,14 +139,14 @@ def main() -> None:
                "DATABASE_CONN_MAX_AGE": args.conn_max_age}
         mode = f"production (PostgreSQL + Redis, CONN_MAX_AGE={args.conn_max_age})"
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp), env)
+        stack = Stack(Path(tmp), env, web_processes=args.web_processes if env else 1)
         try:
             stack.start()
             setup = json.loads(stack.manage("shell", "-c", SETUP.format(
                 n=args.queries, size=SIZE, annotators=args.annotators)).strip().splitlines()[-1])
             out: dict = {"submit": [], "read": [], "created": [], "errors": []}
             lock = threading.Lock()
-            threads = [threading.Thread(target=annotate, args=(stack, token, setup["project"], out, lock))
+            threads = [threading.Thread(target=annotate, args=(stack, token, setup["project"], out, lock, args.think))
                        for token in setup["tokens"]]
             started = time.perf_counter()
             for t in threads:
@@ -163,7 +168,9 @@ def main() -> None:
                     conn.execute(f'DROP DATABASE IF EXISTS "{env["DATABASE_URL"].rsplit("/", 1)[1]}" WITH (FORCE)')
     answered = [q for q in stored if q["status"] == "answered"]
     duplicates = len(out["created"]) - len(set(out["created"]))
-    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} queries, cpu count {os.cpu_count()}")
+    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} queries, think {args.think:g} s, "
+          f"{args.web_processes if env else 1} web process(es), cpu count {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"accepted submissions: {len(out['created'])}, answered rows: {len(answered)}, "
           f"duplicates: {duplicates}, errors: {len(out['errors'])} {out['errors'][:3]}")
     print(f"lost: {args.queries - len(answered)}")

@@ -94,8 +94,9 @@ def run_experiment(args: argparse.Namespace) -> None:
     volumes = phantoms(range(n_train + n_test), tuple(args.shape))
     train_vols, test_vols = volumes[:n_train], volumes[n_train:]
     label_set = volumes[0][4]
-    muscle_cfg = profile(args.profile, n_classes=label_set.n_classes)
-    body_cfg = profile(args.profile, n_classes=2, bayesian=False)
+    matrix = {"matrix": args.matrix} if args.matrix else {}
+    muscle_cfg = profile(args.profile, n_classes=label_set.n_classes, **matrix)
+    body_cfg = profile(args.profile, n_classes=2, bayesian=False, **matrix)
     tcfg = TrainConfig(
         lr=args.lr,
         batch_size=args.batch_size,
@@ -154,7 +155,8 @@ def write_report(args, dice_t, muscles, label_set, r, calibration, mae, wall, pe
         f"Command: `{command.strip()}` (2-core CPU, {torch.get_num_threads()} torch threads).",
         "",
         f"Setup: {args.n_train} training + {args.n_test} held-out phantoms of shape {tuple(args.shape)}, "
-        f"profile `{args.profile}`, up to {args.epochs} epochs (lr {args.lr}, patience {args.patience}, "
+        f"profile `{args.profile}`{f' on a {args.matrix} x {args.matrix} matrix' if args.matrix else ''}, "
+        f"up to {args.epochs} epochs (lr {args.lr}, patience {args.patience}, "
         f"every {args.slice_step}. slice, {budget}), "
         f"T = {args.samples}, K = {args.k} folds for PDC.",
         "",
@@ -260,6 +262,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=4)
     p.add_argument("--shape", type=int, nargs=3, default=[200, 256, 256])
     p.add_argument("--profile", default="fast")
+    p.add_argument("--matrix", type=int, default=0, help="network matrix (0: the profile's own)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--lr", type=float, default=1e-3)

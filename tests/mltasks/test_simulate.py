@@ -134,3 +134,29 @@ def _write(folder, data):
     path = folder / "c.json"
     path.write_text(json.dumps(data))
     return path
+
+
+def test_a_run_stopped_during_step_2_keeps_step_1_of_every_strategy(tmp_path):
+    """Steps run outside strategies and the CSV is rewritten after each one, so a
+    killed run still compares all strategies at the steps it finished."""
+    config = load_simulation_config(_write(tmp_path, CONFIG))
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_step_2(progress):
+        if progress.phase.startswith("step 2 "):
+            raise Stop
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(Stop):
+            run_simulation(config, tmp_path / "out", on_progress=stop_at_step_2)
+    finally:
+        torch.set_num_threads(before)
+    with (tmp_path / "out" / "simulation.csv").open() as f:
+        rows = [(r["strategy"], int(r["step"])) for r in csv.DictReader(f)]
+    first = CONFIG["strategies"][0]  # its step 2 was written just before the report
+    assert rows == [(s, step) for s in CONFIG["strategies"] for step in (0, 1, 2) if step < 2 or s == first]
+    assert not list((tmp_path / "out").glob("*.partial"))
