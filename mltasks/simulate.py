@@ -379,7 +379,8 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def write_figures(rows: list[dict], psv_rows: list[dict], out_dir: str | Path) -> list[Path]:
     """The paper's figures as PNG (matplotlib, Agg): mean Dice vs step per strategy,
-    MAC per step as box plots, PSV vs Dice with the pooled PDC fit."""
+    MAC per step as box plots, PSV vs Dice with the pooled PDC fit, Dice vs
+    cumulative expert-labelled pixels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -387,7 +388,12 @@ def write_figures(rows: list[dict], psv_rows: list[dict], out_dir: str | Path) -
 
     out = Path(out_dir)
     strategies = list(dict.fromkeys(r["strategy"] for r in rows))
-    paths = [out / "dice_vs_step.png", out / "mac_boxplot.png", out / "psv_vs_dice.png"]
+    paths = [
+        out / "dice_vs_step.png",
+        out / "mac_boxplot.png",
+        out / "psv_vs_dice.png",
+        out / "dice_vs_expert_pixels.png",
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     for spec in strategies:
         mine = [r for r in rows if r["strategy"] == spec]
@@ -430,5 +436,18 @@ def write_figures(rows: list[dict], psv_rows: list[dict], out_dir: str | Path) -
     ax.set(xlabel="PSV (Eq. 5)", ylabel="Dice", title=title)
     fig.tight_layout()
     fig.savefig(paths[2], dpi=120)
+    plt.close(fig)
+
+    # Accuracy against what the expert actually labelled: the cost axis of the paper's argument.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for spec in strategies:
+        mine = [r for r in rows if r["strategy"] == spec]
+        ax.plot(np.cumsum([r["queried_pixels"] for r in mine]), [r["mean_dice"] for r in mine],
+                marker="o", label=spec)  # fmt: skip
+    ax.set(xlabel="expert-labelled pixels (cumulative)", ylabel="mean Dice (test volumes)",
+           title="Dice against annotation effort")  # fmt: skip
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(paths[3], dpi=120)
     plt.close(fig)
     return paths

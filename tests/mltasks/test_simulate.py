@@ -95,7 +95,7 @@ def test_random_pixels_query_as_many_pixels_as_tau_at_the_first_step(result):
 
 def test_it_draws_the_figures_and_the_psv_table(result):
     out, _ = result
-    for name in ("dice_vs_step.png", "mac_boxplot.png", "psv_vs_dice.png"):
+    for name in ("dice_vs_step.png", "mac_boxplot.png", "psv_vs_dice.png", "dice_vs_expert_pixels.png"):
         assert (out / name).stat().st_size > 1000
     with (out / "psv_dice.csv").open() as f:
         psv = list(csv.DictReader(f))
