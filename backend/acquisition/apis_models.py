@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from backend.acquisition import engine
 from backend.acquisition.apis_base import (
     LEAD,
     AcquisitionApi,
@@ -111,12 +112,21 @@ def _download(content: bytes | str, filename: str, content_type: str) -> HttpRes
     return response
 
 
+class GridQuery(serializers.Serializer):
+    grid = serializers.ChoiceField(
+        choices=["original", "working"], default="original",
+        help_text="NIfTI downloads: the CT's own grid as imported (default) or the 1 mm working grid.",
+        error_messages={"invalid_choice": '"{input}" is not a grid: use original (the CT as imported) '
+                                          "or working (the 1 mm working grid)."})
+
+
 class SegmentationFileApi(AcquisitionApi):
     """``labels.nii.gz``, ``uncertainty.nii.gz``, ``seg.dcm`` (DICOM-SEG) or ``report.csv``."""
 
     KINDS = {"labels.nii.gz", "uncertainty.nii.gz", "seg.dcm", "report.csv"}
 
-    @extend_schema(operation_id="projects_segmentations_file", responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(operation_id="projects_segmentations_file", parameters=[GridQuery],
+                   responses={(200, "application/octet-stream"): bytes})
     def get(self, request, project_id: int, segmentation_id: int, kind: str):
         seg = _finished(segmentation_of(request, project_id, segmentation_id))
         stem = f"segmentation-{seg.id}-scan-{seg.scan_id}"
@@ -124,10 +134,14 @@ class SegmentationFileApi(AcquisitionApi):
             return _download(report_csv(seg.report), f"{stem}-report.csv", "text/csv")
         if kind == "seg.dcm":
             return _download(dicom_seg_bytes(seg), f"{stem}.dcm", "application/dicom")
-        if kind == "labels.nii.gz":
-            return _download(nifti_bytes(load_npy(seg.labels), seg.scan.geometry), f"{stem}-labels.nii.gz",
-                             "application/gzip")
-        if kind == "uncertainty.nii.gz":
-            u = load_npy(seg.uncertainty).astype("float32")
-            return _download(nifti_bytes(u, seg.scan.geometry), f"{stem}-uncertainty.nii.gz", "application/gzip")
+        if kind in ("labels.nii.gz", "uncertainty.nii.gz"):
+            query = GridQuery(data=request.query_params)
+            query.is_valid(raise_exception=True)
+            labels = kind == "labels.nii.gz"
+            array = load_npy(seg.labels) if labels else load_npy(seg.uncertainty).astype("float32")
+            geometry = seg.scan.geometry
+            if query.validated_data["grid"] == "original":
+                geometry = seg.scan.original_geometry
+                array = engine.to_original_grid(array, seg.scan.geometry, geometry, labels=labels)
+            return _download(nifti_bytes(array, geometry), f"{stem}-{kind}", "application/gzip")
         return Response({"detail": f"unknown file {kind!r}; one of {sorted(self.KINDS)}"}, status=404)

@@ -28,6 +28,7 @@ from mltasks.calibration import PDCCalibration, fit_pdc
 from mltasks.checkpoint import load_model as ml_load_model
 from mltasks.checkpoint import save_checkpoint
 from mltasks.errors import CalibrationError, MyoLabelError
+from mltasks.geometry import Geometry
 from mltasks.infer import mc_predict_slices
 from mltasks.labels import Label as MlLabel
 from mltasks.labels import LabelSet as MlLabelSet
@@ -36,6 +37,7 @@ from mltasks.nets import NetConfig, UNet
 from mltasks.nets import profile as net_profile
 from mltasks.postprocess import keep_largest_components
 from mltasks.preprocess import normalise_hu
+from mltasks.preprocess import to_original_grid as ml_to_original_grid
 from mltasks.progress import ProgressCallback, report
 from mltasks.report import structure_report
 from mltasks.train import IGNORE, TrainConfig
@@ -46,7 +48,7 @@ __all__ = [
     "IGNORE", "MyoLabelError", "SlicesResult", "calibration_fit", "evaluate", "label_set_of",
     "load_model", "mac", "merge", "network_configs", "normalise", "predict_slices", "preview_tau",
     "psv", "query_masks", "report_rows", "save_model", "segment_volume", "select_slices",
-    "slice_scores", "train_model", "predicted_dice",
+    "slice_scores", "to_original_grid", "train_model", "predicted_dice",
 ]
 
 # Keys of Project.network_config that configure training rather than the architecture.
@@ -61,6 +63,13 @@ def network_configs(profile: str, overrides: dict, n_classes: int) -> tuple[NetC
     train_over = {k: overrides.pop(k) for k in list(overrides) if k in _TRAIN_KEYS}
     overrides.pop("warm_start", None)
     return net_profile(profile, n_classes=n_classes, **overrides), TrainConfig(**train_over)
+
+
+def to_original_grid(array: np.ndarray, working: dict, original: dict, *, labels: bool) -> np.ndarray:
+    """A (z, y, x) array of a scan's working grid resampled onto its original CT grid
+    (geometries as stored on the Scan); nearest for labels, linear otherwise."""
+    return ml_to_original_grid(array, Geometry.from_dict(working), Geometry.from_dict(original),
+                               interpolation="nearest" if labels else "linear")
 
 
 def label_set_of(django_label_set) -> MlLabelSet:

@@ -1,6 +1,7 @@
 """Exports: label maps as NIfTI and DICOM-SEG, the per-muscle report as CSV, the training set
-with every pixel's provenance. All label maps are on the scan's working grid (its stored
-geometry), which keeps the CT's physical position and orientation.
+with every pixel's provenance. These builders write what they are given on the scan's working
+grid (its stored geometry, which keeps the CT's physical position and orientation); the
+segmentation NIfTI downloads resample onto the original CT grid first (``apis_models``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 import torch
 from rest_framework.test import APIClient
 
-from backend.acquisition import codec
+from backend.acquisition import codec, export
 from backend.acquisition.models import Query, Segmentation
 from backend.acquisition.services_phases import phase_execute
 from backend.acquisition.services_segmentation import segmentation_run
@@ -152,3 +152,41 @@ def test_the_current_model_segments_a_scan_and_exports_it(annotating, tmp_path):
     blob = b"".join(checkpoint.streaming_content)
     data = torch.load(io.BytesIO(blob), weights_only=True)
     assert data["net_config"]["matrix"] == 64
+
+
+def test_nifti_downloads_come_on_the_original_ct_grid_unless_the_working_grid_is_asked(annotating, tmp_path):
+    import SimpleITK as sitk
+
+    project, lead, _ = annotating
+    client = client_for(lead)
+    scan = project.test_scans.get()
+    _, body = post(client, f"/api/projects/{project.id}/segmentations/", {"scan_id": scan.id})
+    assert segmentation_run(segmentation_id=body["id"]) == "done"
+    # The CT as imported had twice the in-plane resolution over the same field of view.
+    working = dict(scan.geometry)
+    z, y, x = working["shape"]
+    original = {**working, "shape": [z, 2 * y, 2 * x],
+                "spacing": [working["spacing"][0], working["spacing"][1] / 2, working["spacing"][2] / 2]}
+    scan.original_geometry = original
+    scan.save(update_fields=["original_geometry"])
+    base = f"/api/projects/{project.id}/segmentations/{body['id']}/"
+
+    def read(response, name):
+        assert response.status_code == 200, response.content[:300]
+        (tmp_path / name).write_bytes(response.content)
+        return sitk.ReadImage(str(tmp_path / name))
+
+    seg_labels = export.load_npy(Segmentation.objects.get(pk=body["id"]).labels)
+    on_ct = read(client.get(base + "labels.nii.gz"), "a.nii.gz")
+    assert on_ct.GetSize() == (2 * x, 2 * y, z)
+    assert on_ct.GetSpacing() == pytest.approx(original["spacing"][::-1])
+    # Same origin, half the spacing: every second original voxel centre is a working voxel centre.
+    values = sitk.GetArrayFromImage(on_ct)
+    assert np.array_equal(values[:, ::2, ::2], seg_labels)
+    assert np.array_equal(np.unique(values), np.unique(seg_labels))
+    u = read(client.get(base + "uncertainty.nii.gz"), "u.nii.gz")
+    assert u.GetSize() == (2 * x, 2 * y, z)
+    assert read(client.get(base + "labels.nii.gz", {"grid": "working"}), "w.nii.gz").GetSize() == (x, y, z)
+    bad = client.get(base + "labels.nii.gz", {"grid": "diagonal"})
+    assert bad.status_code == 400
+    assert "grid" in bad.content.decode() and "original" in bad.content.decode()

@@ -107,7 +107,7 @@ async function loadProject() {
         $(id).href = `${base}/segmentations/${seg.id}/${kind}`;
         $(id).hidden = false;
       }
-      const nifti = await readNifti(await api(`${base}/segmentations/${seg.id}/labels.nii.gz`, { raw: true }));
+      const nifti = await readNifti(await api(`${base}/segmentations/${seg.id}/labels.nii.gz?grid=working`, { raw: true }));
       state.labels = nifti.data;
     } else {
       renderReport([]);
