@@ -9,7 +9,7 @@ from celery import shared_task
 from backend.core.realtime import publish, user_group
 
 
-@shared_task(name="core.diagnostics_ping", queue="cpu")
+@shared_task(name="core.diagnostics_ping")  # default queue: cpu (settings)
 def diagnostics_ping(user_id: int, steps: int, delay_seconds: float) -> int:
     """Publish ``steps`` progress events to the user's group, then a done event."""
     group = user_group(user_id)

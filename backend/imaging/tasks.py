@@ -8,7 +8,7 @@ from backend.imaging.models import ImportJob
 from backend.imaging.services import import_job_run
 
 
-@shared_task(name="imaging.import_job_run", queue="cpu")
+@shared_task(name="imaging.import_job_run")  # default queue: cpu (settings)
 def import_job_run_task(job_id: int) -> str:
     job = ImportJob.objects.select_related("pool", "created_by", "label_set").get(pk=job_id)
     return import_job_run(job=job).status
