@@ -37,7 +37,9 @@ def test_queue_hands_the_job_to_the_cpu_worker(tmp_path, django_capture_on_commi
     job = ImportJob.objects.get()
     assert f"import job {job.pk} queued" in out.getvalue()
     assert job.status == "done" and Scan.objects.get().name == "ct"  # eager in tests
-    assert import_job_run_task.queue == "cpu"
+    from backend.myolabel.celery import app
+
+    assert app.amqp.router.route({}, import_job_run_task.name, (), {})["queue"].name == "cpu"
 
 
 def test_it_reports_each_result_and_fails_when_one_failed(tmp_path):
