@@ -45,6 +45,7 @@ from backend.imaging.services import (
     import_job_submit,
     staging_dir_new,
 )
+from backend.imaging.services_uploads import uploads_expire_stale
 from backend.projects.access import Role, pool_for
 from backend.projects.models import LabelSet
 from mltasks.io.files import READ_SUFFIXES, suffix_of
@@ -248,6 +249,7 @@ class ImportUploadStartApi(APIView):
         data.is_valid(raise_exception=True)
         pool = pool_for(request.user, data.validated_data["pool"], min_role=Role.LEAD)
         label_set = _label_set(request.user, data.validated_data.get("label_set"))
+        uploads_expire_stale()  # each new upload sweeps the abandoned ones (no scheduler needed)
         staging = staging_dir_new()
         (staging / "files").mkdir()
         (staging / "options").write_text(data.validated_data.get("series_uid") or "")

@@ -296,4 +296,6 @@ MYOLABEL_MAX_EXTRACTED_BYTES = env.int("MYOLABEL_MAX_EXTRACTED_BYTES", default=8
 MYOLABEL_MAX_ZIP_RATIO = env.float("MYOLABEL_MAX_ZIP_RATIO", default=250.0)
 MYOLABEL_MAX_ZIP_MEMBERS = env.int("MYOLABEL_MAX_ZIP_MEMBERS", default=100_000)
 # Uploaded files wait here until their import ends; web and cpu workers must share it.
+# A chunked upload with no chunk for this long is failed and its bytes deleted.
+MYOLABEL_UPLOAD_IDLE_HOURS = env.float("MYOLABEL_UPLOAD_IDLE_HOURS", default=24.0)
 MYOLABEL_STAGING_DIR = Path(env.str("MYOLABEL_STAGING_DIR", default=str(DATA_DIR / "staging")))
