@@ -13,8 +13,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from backend.imaging.models import ImportJob
-from tests.backend.test_import_uploads import lead_client, put, start  # noqa: F401 - fixture
-from tests.backend.test_import_uploads import _storage  # noqa: F401 - autouse fixture
+from tests.backend.test_import_uploads import (  # noqa: F401 - fixture
+    _storage,  # noqa: F401 - autouse fixture
+    lead_client,
+    put,
+    start,
+)
 
 pytestmark = pytest.mark.django_db
 
