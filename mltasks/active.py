@@ -31,6 +31,7 @@ from mltasks.query import (
     select_representative,
     select_uncertain,
     slice_scores,
+    suggest_tau,
 )
 from mltasks.train import TrainConfig, train
 from mltasks.uncertainty import structure_wise_variance
@@ -47,6 +48,9 @@ class ALConfig:
             slices), "random_pixels" (the selected slices, as many random pixels as
             the tau query would send), "random_slices" (random slices, whole).
         tau: threshold of Eq. 7 (also sets the pixel count of "random_pixels").
+        target_mac: when set, replaces ``tau`` at every step by the threshold that queries
+            this fraction of the selected slices' pixels (``suggest_tau``), for "tau" and
+            "random_pixels": the comparison of method.md §5 at a fixed MAC.
         n_select: |D_r|, slices added per step.
         candidate_factor: |D_c| = ceil(candidate_factor * n_select) (**choice**: 2,
             as Yang et al. 2017 took 16 uncertain and kept 8).
@@ -59,6 +63,7 @@ class ALConfig:
 
     strategy: str = "tau"
     tau: float = 2.5e-3
+    target_mac: float | None = None
     n_select: int = 10
     candidate_factor: float = 2.0
     t_samples: int = 10
@@ -71,6 +76,8 @@ class ALConfig:
         if self.strategy not in STRATEGIES:
             msg = f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
             raise InvalidQuery(msg)
+        if self.target_mac is not None and not 0.0 < self.target_mac <= 1.0:
+            raise InvalidQuery(f"target_mac must lie in (0, 1], got {self.target_mac}")
         if self.n_select < 1 or self.candidate_factor < 1 or not math.isfinite(self.tau):
             msg = f"need n_select >= 1, candidate_factor >= 1 and a finite tau; got {self.n_select}, {self.candidate_factor}, {self.tau}"
             raise InvalidQuery(msg)
@@ -199,7 +206,8 @@ def _masks(u: np.ndarray, config: ALConfig, rng: np.random.Generator) -> np.ndar
     """(n, H, W) bool query masks of the selected slices' uncertainty ``u`` (n, H, W)."""
     if config.strategy == "manual":
         return full_slice_mask(u.shape)
-    tau_masks = pixel_query_mask(u, config.tau)
+    tau = config.tau if config.target_mac is None else suggest_tau(u, config.target_mac)[0]
+    tau_masks = pixel_query_mask(u, tau)
     if config.strategy == "tau":
         return tau_masks
     return random_pixel_mask(u.shape, int(np.count_nonzero(tau_masks)), rng=rng)

@@ -108,24 +108,32 @@ def load_simulation_config(path: str | Path) -> SimulationConfig:
     return config
 
 
-def strategy_config(spec: str, config: SimulationConfig) -> tuple[str, float]:
-    """("tau" | "manual" | "random_pixels" | "random_slices", tau) of a strategy name."""
+def strategy_config(spec: str, config: SimulationConfig) -> tuple[str, float, float | None]:
+    """(ALConfig strategy, tau, target MAC or None) of a strategy name.
+
+    ``manual``, ``random_slices``, ``random_pixels`` (as many pixels as
+    ``random_pixels_tau`` queries), ``tau=<t>``, and at a fixed MAC: ``mac=<m>`` (the tau
+    that queries the fraction m of each step's selected pixels) and ``random_mac=<m>``
+    (as many random pixels).
+    """
     name, _, value = spec.partition("=")
-    if name not in ("tau", "manual", "random_pixels", "random_slices"):
+    if name not in ("tau", "manual", "random_pixels", "random_slices", "mac", "random_mac"):
         raise InvalidSimulationConfig(
-            f"unknown strategy {spec!r}; use manual, random_slices, random_pixels or tau=<value>"
+            f"unknown strategy {spec!r}; use manual, random_slices, random_pixels, tau=<value>, "
+            "mac=<target MAC> or random_mac=<target MAC>"
         )
     try:
-        tau = (
-            float(value)
-            if value
-            else (config.random_pixels_tau if name == "random_pixels" else math.nan)
-        )
+        number = float(value) if value else math.nan
     except ValueError as exc:
         raise InvalidSimulationConfig(f"strategy {spec!r}: {value!r} is not a number") from exc
+    if name in ("mac", "random_mac"):
+        if not 0.0 < number <= 1.0:
+            raise InvalidSimulationConfig(f"strategy {spec!r} needs a target MAC in (0, 1], e.g. mac=0.05")
+        return ("tau" if name == "mac" else "random_pixels"), 0.0, number
+    tau = number if value else (config.random_pixels_tau if name == "random_pixels" else math.nan)
     if name == "tau" and not math.isfinite(tau):
         raise InvalidSimulationConfig(f"strategy {spec!r} needs a threshold, e.g. tau=2.5e-3")
-    return name, (tau if math.isfinite(tau) else 0.0)
+    return name, (tau if math.isfinite(tau) else 0.0), None
 
 
 @dataclass
@@ -265,8 +273,8 @@ def run_simulation(
     wall0 = time.perf_counter() - t0
     rows, psv_rows, runs = [], [], []
     for spec in config.strategies:
-        name, tau = strategy_config(spec, config)
-        cfg = replace(base, strategy=name, tau=tau, n_select=n_select)
+        name, tau, target_mac = strategy_config(spec, config)
+        cfg = replace(base, strategy=name, tau=tau, target_mac=target_mac, n_select=n_select)
         rows.append(_row(spec, 0, ev0, label_set, idx0.size, [], wall0))
         psv_rows += _psv_rows(spec, 0, ev0, label_set)
         runs.append(_Run(spec, cfg, model0, SlicePool(images, labelled0.copy(), body), start_set))

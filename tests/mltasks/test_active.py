@@ -14,6 +14,7 @@ from mltasks.active import TestVolume as Volume
 from mltasks.errors import InvalidQuery
 from mltasks.infer import SlicePrediction, mc_predict_slices
 from mltasks.nets import UNet, profile
+from mltasks.query import suggest_tau
 from mltasks.train import TrainConfig
 
 N_CLASSES = 3
@@ -80,6 +81,25 @@ def test_manual_asks_whole_slices_and_random_pixels_as_many_as_tau(model, pool):
     )
     assert all(q.mask.all() for q in manual)
     assert sum(q.n_queried for q in rand) == sum(q.n_queried for q in tau_q)
+
+
+@pytest.mark.parametrize("target", [0.05, 0.3])
+def test_a_target_mac_picks_the_tau_that_queries_that_share_of_the_selected_pixels(model, pool, target):
+    queries = propose_queries(model, pool, _config(target_mac=target), step=3)
+    u = _reference_u(model, pool, _config(), 3)
+    selected = np.stack([u[q.slice_index] for q in queries])
+    tau, expected = suggest_tau(selected, target)
+    masks = np.stack([q.mask for q in queries])
+    np.testing.assert_array_equal(masks, selected >= tau)
+    assert masks.sum() == expected <= target * masks.size
+    rand = propose_queries(model, pool, _config(strategy="random_pixels", target_mac=target), step=3)
+    assert sum(q.n_queried for q in rand) == expected
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_a_target_mac_outside_0_1_is_refused(bad):
+    with pytest.raises(InvalidQuery, match="target_mac must lie in"):
+        _config(target_mac=bad)
 
 
 def test_random_slices_are_reproducible_and_whole(model, pool):

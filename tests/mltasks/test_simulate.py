@@ -113,6 +113,18 @@ def test_unknown_keys_and_strategies_are_refused(tmp_path):
     bad.write_text(json.dumps({"strategies": ["greedy"]}))
     with pytest.raises(InvalidSimulationConfig, match="unknown strategy"):
         load_simulation_config(bad)
+    bad.write_text(json.dumps({"strategies": ["mac=0"]}))
+    with pytest.raises(InvalidSimulationConfig, match=r"needs a target MAC in \(0, 1\]"):
+        load_simulation_config(bad)
+
+
+def test_fixed_mac_strategies_map_to_a_target_mac():
+    from mltasks.simulate import SimulationConfig, strategy_config
+
+    config = SimulationConfig()
+    assert strategy_config("mac=0.05", config) == ("tau", 0.0, 0.05)
+    assert strategy_config("random_mac=0.05", config) == ("random_pixels", 0.0, 0.05)
+    assert strategy_config("tau=1e-3", config) == ("tau", 1e-3, None)
 
 
 def test_the_quick_and_full_configurations_parse():
