@@ -220,6 +220,38 @@ def kfold_calibrate(
     return fit_pdc(np.stack(psv_rows), np.stack(dice_rows), pooled=pooled)
 
 
+def held_out_mae(psv: np.ndarray, dice: np.ndarray, *, pooled: bool = True) -> float:
+    """Mean |PDC - Dice| when each volume is predicted by the line fitted on the others.
+
+    The honest error of Eq. 6 for a fixed network: the in-sample ``mae`` of
+    ``fit_pdc`` judges the line on the pairs it was fitted to.
+
+    Args:
+        psv, dice: (n_volumes, n_classes) tables as for ``fit_pdc`` (background skipped).
+        pooled: passed to ``fit_pdc``.
+    Returns:
+        The mean over every finite held-out pair; NaN with fewer than two volumes or
+        when no leave-one-out fit is possible.
+    """
+    psv = np.asarray(psv, dtype=np.float64)
+    dice = np.asarray(dice, dtype=np.float64)
+    if psv.ndim != 2 or psv.shape != dice.shape:
+        msg = f"need equal (n_volumes, n_classes) tables; got {psv.shape} and {dice.shape}"
+        raise InvalidArray(msg)
+    errors: list[np.ndarray] = []
+    for v in range(psv.shape[0]):
+        others = np.arange(psv.shape[0]) != v
+        try:
+            line = fit_pdc(psv[others], dice[others], pooled=pooled)
+        except CalibrationError:
+            continue
+        ok = np.isfinite(psv[v, 1:]) & np.isfinite(dice[v, 1:])
+        structures = np.arange(1, psv.shape[1])[ok]
+        errors.append(np.abs(line.predict(psv[v, 1:][ok], structures=structures) - dice[v, 1:][ok]))
+    pairs = np.concatenate(errors) if errors else np.empty(0)
+    return float(pairs.mean()) if pairs.size else math.nan
+
+
 def _valid_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok = np.isfinite(x) & np.isfinite(y)
     return x[ok], y[ok]

@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from mltasks import query as mlquery
-from mltasks.calibration import PDCCalibration, fit_pdc
+from mltasks.calibration import PDCCalibration, fit_pdc, held_out_mae
 from mltasks.checkpoint import load_model as ml_load_model
 from mltasks.checkpoint import save_checkpoint
 from mltasks.errors import CalibrationError, MyoLabelError
@@ -45,7 +45,7 @@ from mltasks.train import train as ml_train
 from mltasks.uncertainty import structure_wise_variance
 
 __all__ = [
-    "IGNORE", "MyoLabelError", "SlicesResult", "calibration_fit", "evaluate", "label_set_of",
+    "IGNORE", "MyoLabelError", "SlicesResult", "calibration_fit", "calibration_held_out_mae", "evaluate", "label_set_of",
     "load_model", "mac", "merge", "network_configs", "normalise", "predict_slices", "preview_tau",
     "psv", "query_masks", "report_rows", "save_model", "segment_volume", "select_slices",
     "slice_scores", "to_original_grid", "train_model", "predicted_dice",
@@ -299,6 +299,14 @@ def calibration_fit(psv_rows: list[np.ndarray], dice_rows: list[np.ndarray]) -> 
     except (CalibrationError, MyoLabelError) as exc:
         return None, str(exc)
     return fitted.to_dict(), ""
+
+
+def calibration_held_out_mae(psv_rows: list[np.ndarray], dice_rows: list[np.ndarray]) -> float | None:
+    """Leave-one-scan-out mean |PDC - Dice| over the test scans; None when it cannot be computed."""
+    if len(psv_rows) < 2:
+        return None
+    mae = held_out_mae(np.stack(psv_rows), np.stack(dice_rows))
+    return mae if math.isfinite(mae) else None
 
 
 def predicted_dice(calibration: dict | None, psv_values: np.ndarray) -> np.ndarray | None:

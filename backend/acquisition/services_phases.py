@@ -288,7 +288,10 @@ def run_evaluation(step: AcquisitionStep, reporter: PhaseReporter, runner: str) 
                    "psv": [_finite(x) for x in s["psv"]]} for s in per_scan]
     with transaction.atomic():
         fresh = _locked_step(step, State.EVALUATING, runner)
-        version.metrics = {"structures": structures, "scans": scans_json, "calibration_note": why}
+        version.metrics = {"structures": structures, "scans": scans_json, "calibration_note": why,
+                           # The fit's own MAE is in-sample; this one predicts each test scan
+                           # from the line of the others.
+                           "calibration_mae_held_out": engine.calibration_held_out_mae(psv_rows, dice_rows)}
         version.calibration = calibration
         version.save(update_fields=["metrics", "calibration"])
         fresh.stop_reached = stop

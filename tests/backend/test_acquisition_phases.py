@@ -89,6 +89,11 @@ def test_a_step_runs_through_every_phase_and_records_mac_dice_and_predicted_dice
     assert set(structures) == {str(v) for v in range(1, 23)}
     assert all(0.0 <= row["dice"] <= 1.0 for row in structures.values())
     assert version.metrics["scans"] and version.config["net"]["matrix"] == 64
+    held_out = version.metrics["calibration_mae_held_out"]
+    if len(version.metrics["scans"]) < 2:
+        assert held_out is None
+    else:
+        assert 0.0 <= held_out <= 1.0
     # Predicted Dice exists wherever the calibration could be fitted and the structure was found.
     if version.calibration:
         assert any(row["predicted_dice"] is not None for row in structures.values())

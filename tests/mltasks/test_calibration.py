@@ -172,3 +172,30 @@ def test_structure_report_gives_volume_hu_psv_and_predicted_dice():
     }
     json.dumps(rows)  # JSON-ready
     assert "predicted_dice" not in structure_report(labels, hu, u, geometry, label_set)[0]
+
+
+def test_held_out_mae_predicts_each_volume_with_the_line_of_the_others():
+    from mltasks.calibration import held_out_mae
+
+    nan = np.nan
+    # Columns: background (ignored), two structures. Volumes 0 and 1 lie on Dice = 1 - 10 PSV;
+    # volume 2 sits 0.1 above that line.
+    psv = np.array([[9.0, 0.01, 0.02], [9.0, 0.03, 0.04], [9.0, 0.05, nan]])
+    dice = np.array([[0.0, 0.90, 0.80], [0.0, 0.70, 0.60], [0.0, 0.60, 0.3]])
+    errors = []
+    for v in range(3):
+        others = [i for i in range(3) if i != v]
+        x, y = psv[others, 1:].ravel(), dice[others, 1:].ravel()
+        ok = np.isfinite(x)
+        a, b = np.polyfit(x[ok], y[ok], 1)
+        keep = np.isfinite(psv[v, 1:])
+        errors += list(np.abs(np.clip(a * psv[v, 1:][keep] + b, 0, 1) - dice[v, 1:][keep]))
+    assert held_out_mae(psv, dice) == pytest.approx(np.mean(errors), abs=1e-12)
+    # Volume 2 predicted from the exact line of 0 and 1: error 0.1 on its one structure.
+    assert errors[-1] == pytest.approx(0.1, abs=1e-9)
+
+
+def test_held_out_mae_is_nan_with_one_volume():
+    from mltasks.calibration import held_out_mae
+
+    assert np.isnan(held_out_mae(np.array([[0.0, 0.1, 0.2]]), np.array([[0.0, 0.5, 0.4]])))
