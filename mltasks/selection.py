@@ -6,67 +6,64 @@ Greedy set cover on similarity (Hiasa et al. 2019, appendix; after Yang et al.
     F(D_r + I_c) = sum over j in D_u of max(0, max over r in D_r + I_c of sim(I_j, I_r))
 
 where D_u is the whole pool. The inner maximum starts at 0, so a similarity
-below 0 counts as 0, and the first candidate in the given order that reaches a
-strictly larger total wins a tie.
+below 0 counts as 0.
 
-**Similarity, exactly.** ``sim`` is the cosine similarity computed in fixed
-point. Each feature row is divided by its Euclidean norm (a row of zeros stays
-zeros: its similarity with everything is 0), multiplied by
-``scale = floor(4096 - sqrt(d) / 2) - 1`` and rounded to the nearest integer
-(``np.rint``); these are its *codes*. ``sim(i, j) = floor(codes_i . codes_j / 256)``,
-an integer in [-65536, 65535] (divide by ``scale**2 / 256`` for the cosine).
-Every partial sum of such a dot product is an integer of magnitude < 2**24, hence
-exact in float32 in *any* summation order: a BLAS matmul in blocks, a matrix-
-vector product and a loop give bit-identical similarities, and totals (int64 or
-float64 sums of integers) are exact. That is why the fast and the plain algorithm
-make identical comparisons, ties included. The price is a tiny deviation from
-the real-valued cosine: at most about ``sqrt(d) / scale`` (0.004 for d = 256),
-typically 1e-4, well below the noise of network features.
+**Similarity.** ``sim`` is the cosine similarity: each feature row divided by its
+Euclidean norm (a row of zeros stays zeros: its similarity with everything is 0),
+dot products in float64, the result rounded to float32 (which absorbs the last-bit
+differences that different BLAS blockings of the same product produce, and halves
+the cache). It deviates from the float64 cosine by at most 3e-8.
+
+**Ties.** Gains are float64 sums whose last bits depend on the summation order, so
+two gains within ``tie_tolerance(n_pool)`` (1e-12 per pool slice) of the best are
+tied, and the tied candidate that comes first in ``candidates`` wins. The fast and
+the plain algorithm apply the same rule, so they make the same choice; an
+implementation that takes the float64 argmax agrees except when two different
+gains differ by less than that tolerance.
 
 ``select_representative_plain`` is the algorithm as written (slow; tests and
 benchmark). ``select_representative`` returns the same choice, fast:
 
-* clipped similarities max(0, sim) of every candidate to every pool slice fit in
-  uint16; they are computed once by float32 matmuls over blocks of candidates x
-  pool rows (at most ``_BLOCK_ELEMENTS`` floats, 64 MB, at a time) and kept in a
-  cache of |D_c| x n_pool x 2 bytes when that is at most ``cache_bytes``
-  (default 512 MiB: 500 MB for 5,000 candidates x 50,000 slices); beyond that,
-  rows are recomputed by matmul whenever needed (slower, same result). The pool
-  codes take n_pool x d x 4 bytes (51 MB for 50,000 x 256);
+* clipped similarities max(0, sim) of every candidate to every pool slice are
+  computed once by float64 matmuls over blocks of candidates x pool rows (at
+  most ``_BLOCK_ELEMENTS`` values at a time) and kept as float32 in a cache of
+  |D_c| x n_pool x 4 bytes when that is at most ``cache_bytes`` (default 1 GiB:
+  1.0 GB for 5,000 candidates x 50,000 slices); beyond that, rows are recomputed
+  whenever needed (slower, same result);
 * lazy greedy: F is submodular, so a candidate's gain can only shrink as D_r
   grows. Each candidate keeps its last exact gain in a heap keyed
   ``(-gain, position in candidates)``; only stale entries at the top are
-  re-evaluated (in batches that double while the top stays stale). A fresh entry
-  at the top is the plain algorithm's choice: every other candidate's true gain
-  is <= its bound, and an equal bound belongs to a later position.
+  re-evaluated (in batches that double while the top stays stale). Once the top
+  is fresh, every entry whose bound lies within the tie tolerance of it is
+  refreshed too, and the earliest candidate within the tolerance of the best
+  fresh gain is chosen: every other candidate's gain is below its bound, hence
+  below that band.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from mltasks.errors import InvalidQuery
 
-# Largest block of float32 similarities held at once: 64 MB.
+# Largest block of similarities computed at once: 16 M values (128 MB as float64).
 _BLOCK_ELEMENTS = 1 << 24
-_SHIFT = 256.0  # sim = floor(dot / 256) keeps clipped similarities within uint16
 _FIRST_BATCH = 4
 _MAX_BATCH = 512
-DEFAULT_CACHE_BYTES = 512 * 2**20
+DEFAULT_CACHE_BYTES = 2**30
+_TIE_PER_SLICE = 1e-12
 
 
-def similarity_codes(features: np.ndarray) -> np.ndarray:
-    """Fixed-point unit vectors whose dot products define ``sim`` (module docstring).
+def tie_tolerance(n_pool: int) -> float:
+    """Gains closer than this to the best one are ties (float64 rounding of n_pool terms)."""
+    return _TIE_PER_SLICE * max(1, n_pool)
 
-    Args:
-        features: (n, d) finite floats.
-    Returns:
-        (n, d) float32 array of integers with Euclidean norm < 4096.
-    """
+
+def unit_rows(features: np.ndarray) -> np.ndarray:
+    """(n, d) float64 rows of ``features`` divided by their norms (zero rows stay zero)."""
     feats = np.asarray(features, dtype=np.float64)
     if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
         msg = f"features must be a non-empty (n_pool, d) array, got shape {feats.shape}"
@@ -74,17 +71,15 @@ def similarity_codes(features: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(feats)):
         msg = "features contain NaN or infinite values; recompute them from a valid model"
         raise InvalidQuery(msg)
-    scale = math.floor(4096 - math.sqrt(feats.shape[1]) / 2) - 1
     norms = np.linalg.norm(feats, axis=1, keepdims=True)
-    units = np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
-    return np.rint(units * scale).astype(np.float32)
+    return np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
 
 
-def similarity(codes_a: np.ndarray, codes_b: np.ndarray) -> np.ndarray:
-    """sim of every row of ``codes_a`` (m, d) with every row of ``codes_b`` (n, d): (m, n) float32 integers."""
-    sims = codes_a @ codes_b.T  # exact: every partial sum is an integer < 2**24
-    np.multiply(sims, 1.0 / _SHIFT, out=sims)  # exact: a power of two
-    return np.floor(sims, out=sims)
+def clipped_similarity(units: np.ndarray, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """(len(rows), stop - start) float32 max(0, sim) of pool rows ``rows`` with rows start..stop-1."""
+    sims = units[rows] @ units[start:stop].T
+    np.maximum(sims, 0.0, out=sims)
+    return sims.astype(np.float32)
 
 
 def _check_candidates(candidates: Sequence[int] | np.ndarray, n_pool: int, n: int) -> np.ndarray:
@@ -101,6 +96,11 @@ def _check_candidates(candidates: Sequence[int] | np.ndarray, n_pool: int, n: in
     return cands
 
 
+def _gain(cover: np.ndarray, best: np.ndarray) -> float:
+    """sum_j max(0, cover_j - best_j) for float32 rows: max first (exact), then float64 sums."""
+    return float(np.maximum(cover, best).sum(dtype=np.float64) - best.sum(dtype=np.float64))
+
+
 def select_representative_plain(
     features: np.ndarray,
     candidates: Sequence[int] | np.ndarray,
@@ -115,75 +115,67 @@ def select_representative_plain(
     Returns:
         ``n`` pool indices taken from ``candidates``, in the order chosen.
     """
-    codes = similarity_codes(features)
-    cands = _check_candidates(candidates, codes.shape[0], n)
-    best = np.zeros(codes.shape[0], dtype=np.int64)  # max over D_r, starting at 0
+    units = unit_rows(features)
+    n_pool = units.shape[0]
+    cands = _check_candidates(candidates, n_pool, n)
+    tol = tie_tolerance(n_pool)
+    best = np.zeros(n_pool, dtype=np.float32)  # max over D_r, starting at 0
     remaining = [int(c) for c in cands]
     chosen: list[int] = []
     for _ in range(n):
-        best_total, best_c, best_sims = -1, -1, best
-        for c in remaining:
-            sims = similarity(codes[c : c + 1], codes)[0].astype(np.int64)
-            total = int(np.maximum(best, sims).sum())
-            if total > best_total:
-                best_total, best_c, best_sims = total, c, sims
-        chosen.append(best_c)
-        remaining.remove(best_c)
-        best = np.maximum(best, best_sims)
+        rows = {c: clipped_similarity(units, np.array([c]), 0, n_pool)[0] for c in remaining}
+        gains = {c: _gain(row, best) for c, row in rows.items()}
+        top = max(gains.values())
+        pick = next(c for c in remaining if gains[c] >= top - tol)
+        chosen.append(pick)
+        remaining.remove(pick)
+        best = np.maximum(best, rows[pick])
     return chosen
 
 
 class _CoverRows:
-    """max(0, sim) of candidates (rows) x pool (columns) as uint16, cached when it fits."""
+    """max(0, sim) of candidates (rows) x pool (columns) as float32, cached when it fits."""
 
-    def __init__(self, codes: np.ndarray, cands: np.ndarray, *, cache_bytes: int) -> None:
-        self.codes = codes
+    def __init__(self, units: np.ndarray, cands: np.ndarray, *, cache_bytes: int) -> None:
+        self.units = units
         self.cands = cands
-        self.n_pool = codes.shape[0]
+        self.n_pool = units.shape[0]
         self.cache: np.ndarray | None = None
-        if cands.size * self.n_pool * 2 <= cache_bytes:
-            self.cache = np.empty((cands.size, self.n_pool), dtype=np.uint16)
+        if cands.size * self.n_pool * 4 <= cache_bytes:
+            self.cache = np.empty((cands.size, self.n_pool), dtype=np.float32)
 
-    def _computed(self, positions: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """(b, stop - start) uint16 max(0, sim): max(0, floor(x)) == trunc(max(0, x))."""
-        sims = self.codes[self.cands[positions]] @ self.codes[start:stop].T
-        np.multiply(sims, 1.0 / _SHIFT, out=sims)
-        np.maximum(sims, 0, out=sims)
-        return sims.astype(np.uint16)  # truncation toward zero
+    def _block(self, positions: np.ndarray, start: int, stop: int) -> np.ndarray:
+        if self.cache is not None:
+            return self.cache[positions, start:stop]
+        return clipped_similarity(self.units, self.cands[positions], start, stop)
 
     def initial_gains(self) -> np.ndarray:
-        """(|D_c|,) int64 gains with D_r empty; fills the cache on the way."""
-        gains = np.zeros(self.cands.size, dtype=np.int64)
+        """(|D_c|,) float64 gains with D_r empty; fills the cache on the way."""
+        gains = np.zeros(self.cands.size, dtype=np.float64)
         rows = max(1, min(self.cands.size, 1024))
         cols = max(1, _BLOCK_ELEMENTS // rows)
         for r0 in range(0, self.cands.size, rows):
             positions = np.arange(r0, min(r0 + rows, self.cands.size))
             for c0 in range(0, self.n_pool, cols):
                 c1 = min(c0 + cols, self.n_pool)
-                block = self._computed(positions, c0, c1)
-                gains[positions] += block.sum(axis=1, dtype=np.int64)
+                block = clipped_similarity(self.units, self.cands[positions], c0, c1)
+                gains[positions] += block.sum(axis=1, dtype=np.float64)
                 if self.cache is not None:
                     self.cache[positions, c0:c1] = block
         return gains
 
     def gains(self, positions: np.ndarray, best: np.ndarray) -> np.ndarray:
-        """(b,) int64 exact gains sum_j max(0, sim - best_j) of candidates at ``positions``."""
-        totals = np.zeros(positions.size, dtype=np.int64)
+        """(b,) float64 gains sum_j max(0, sim - best_j) of candidates at ``positions``."""
+        totals = np.zeros(positions.size, dtype=np.float64)
         cols = max(1, _BLOCK_ELEMENTS // max(1, positions.size))
         for c0 in range(0, self.n_pool, cols):
             c1 = min(c0 + cols, self.n_pool)
-            if self.cache is not None:
-                block = self.cache[positions, c0:c1]
-            else:
-                block = self._computed(positions, c0, c1)
-            np.maximum(block, best[c0:c1], out=block)
-            totals += block.sum(axis=1, dtype=np.int64)
-        return totals - int(best.sum(dtype=np.int64))
+            block = np.maximum(self._block(positions, c0, c1), best[c0:c1])
+            totals += block.sum(axis=1, dtype=np.float64)
+        return totals - best.sum(dtype=np.float64)
 
     def row(self, position: int) -> np.ndarray:
-        if self.cache is not None:
-            return self.cache[position]
-        return self._computed(np.array([position]), 0, self.n_pool)[0]
+        return self._block(np.array([position]), 0, self.n_pool)[0]
 
 
 def select_representative(
@@ -195,8 +187,8 @@ def select_representative(
 ) -> list[int]:
     """Greedy representative selection (D_r from D_c), lazy and vectorised.
 
-    Returns exactly what ``select_representative_plain`` returns (see the module
-    docstring for why the comparisons are identical).
+    Returns what ``select_representative_plain`` returns (module docstring: the
+    similarity and the tie rule).
 
     Args:
         features: (n_pool, d) float descriptors of every pool slice (D_u), e.g. the
@@ -204,7 +196,7 @@ def select_representative(
         candidates: indices into ``features`` (D_c); their order breaks ties (the
             earlier candidate wins).
         n: number of slices to choose, 0 <= n <= len(candidates).
-        cache_bytes: largest similarity cache (|D_c| x n_pool x 2 bytes) to keep;
+        cache_bytes: largest similarity cache (|D_c| x n_pool x 4 bytes) to keep;
             above it rows are recomputed when needed (same result, slower).
     Returns:
         ``n`` pool indices taken from ``candidates``, in the order chosen.
@@ -212,34 +204,62 @@ def select_representative(
         InvalidQuery: bad shapes, non-finite features, out-of-range or duplicate
             candidates, or n larger than the number of candidates.
     """
-    codes = similarity_codes(features)
-    cands = _check_candidates(candidates, codes.shape[0], n)
+    units = unit_rows(features)
+    cands = _check_candidates(candidates, units.shape[0], n)
     if n == 0:
         return []
-    cover = _CoverRows(codes, cands, cache_bytes=cache_bytes)
+    cover = _CoverRows(units, cands, cache_bytes=cache_bytes)
+    tol = tie_tolerance(units.shape[0])
     # (-gain bound, position in candidates); fresh[pos] is the step of its last exact gain.
-    heap = [(-int(g), pos) for pos, g in enumerate(cover.initial_gains())]
+    heap = [(-float(g), pos) for pos, g in enumerate(cover.initial_gains())]
     heapq.heapify(heap)
     fresh = np.zeros(cands.size, dtype=np.int64)
-    best = np.zeros(codes.shape[0], dtype=np.uint16)
+    best = np.zeros(units.shape[0], dtype=np.float32)
     chosen: list[int] = []
     for step in range(n):
-        batch = _FIRST_BATCH
-        while fresh[heap[0][1]] != step:
-            stale = np.array(_pop_stale(heap, fresh, step, batch), dtype=np.int64)
-            for pos, g in zip(stale, cover.gains(stale, best), strict=True):
-                fresh[pos] = step
-                heapq.heappush(heap, (-int(g), int(pos)))
-            batch = min(2 * batch, _MAX_BATCH)
-        pos = heapq.heappop(heap)[1]
+        _refresh_top(heap, fresh, step, cover, best)
+        pos = _pick_within_tolerance(heap, fresh, step, cover, best, tol)
         chosen.append(int(cands[pos]))
         np.maximum(best, cover.row(pos), out=best)
     return chosen
 
 
-def _pop_stale(heap: list[tuple[int, int]], fresh: np.ndarray, step: int, limit: int) -> list[int]:
-    """Pop up to ``limit`` stale entries from the top of the heap, stopping at a fresh one."""
+def _refresh(stale: list[int], fresh: np.ndarray, step: int, cover: _CoverRows, best: np.ndarray):
+    positions = np.array(stale, dtype=np.int64)
+    for pos, g in zip(positions, cover.gains(positions, best), strict=True):
+        fresh[pos] = step
+        yield float(g), int(pos)
+
+
+def _refresh_top(heap, fresh: np.ndarray, step: int, cover: _CoverRows, best: np.ndarray) -> None:
+    """Re-evaluate stale entries at the top of the heap until a fresh one is there."""
+    batch = _FIRST_BATCH
+    while fresh[heap[0][1]] != step:
+        stale = []
+        while heap and len(stale) < batch and fresh[heap[0][1]] != step:
+            stale.append(heapq.heappop(heap)[1])
+        for g, pos in _refresh(stale, fresh, step, cover, best):
+            heapq.heappush(heap, (-g, pos))
+        batch = min(2 * batch, _MAX_BATCH)
+
+
+def _pick_within_tolerance(heap, fresh, step: int, cover: _CoverRows, best: np.ndarray, tol: float) -> int:
+    """Pop the fresh top and every entry whose bound is within ``tol`` of it; return the
+    earliest position whose exact gain is within ``tol`` of the best; push back the rest."""
+    top = -heap[0][0]
+    gains: dict[int, float] = {}
     stale: list[int] = []
-    while heap and len(stale) < limit and fresh[heap[0][1]] != step:
-        stale.append(heapq.heappop(heap)[1])
-    return stale
+    while heap and -heap[0][0] >= top - tol:
+        bound, pos = heapq.heappop(heap)
+        if fresh[pos] == step:
+            gains[pos] = -bound
+        else:
+            stale.append(pos)
+    if stale:
+        gains.update((pos, g) for g, pos in _refresh(stale, fresh, step, cover, best))
+    best_gain = max(gains.values())
+    pick = min(p for p, g in gains.items() if g >= best_gain - tol)
+    for p, g in gains.items():
+        if p != pick:
+            heapq.heappush(heap, (-g, p))
+    return pick

@@ -7,7 +7,7 @@ import pytest
 
 from mltasks.errors import InvalidQuery
 from mltasks.query import select_representative, select_representative_plain
-from mltasks.selection import similarity, similarity_codes
+from mltasks.selection import clipped_similarity, unit_rows
 
 
 def _random_case(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -67,22 +67,49 @@ def test_duplicates_tie_and_the_first_in_candidate_order_wins():
     assert select_representative_plain(feats, [2, 0, 1], 2) == [2, 0]
 
 
-def test_similarity_is_the_cosine_in_fixed_point():
+def test_similarity_is_the_clipped_cosine_in_float32():
     feats = np.array([[3.0, 4.0], [4.0, 3.0], [-3.0, -4.0], [0.0, 0.0]])
-    codes = similarity_codes(feats)
-    scale = np.floor(4096 - np.sqrt(2) / 2) - 1
-    sims = similarity(codes, codes) * 256 / scale**2
-    expected = np.array([[1, 0.96, -1, 0], [0.96, 1, -0.96, 0], [-1, -0.96, 1, 0], [0, 0, 0, 0]])
-    np.testing.assert_allclose(sims, expected, atol=1e-3)
+    units = unit_rows(feats)
+    sims = clipped_similarity(units, np.arange(4), 0, 4)
+    assert sims.dtype == np.float32
+    expected = np.array([[1, 0.96, 0, 0], [0.96, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    np.testing.assert_allclose(sims, expected, atol=3e-8)
 
 
 def test_similarity_is_identical_whatever_the_block_shape():
     rng = np.random.default_rng(2)
-    codes = similarity_codes(rng.normal(size=(257, 300)))
-    whole = similarity(codes, codes)
-    by_rows = np.concatenate([similarity(codes[i : i + 1], codes) for i in range(0, 257, 37)])
+    units = unit_rows(rng.normal(size=(257, 300)))
+    whole = clipped_similarity(units, np.arange(257), 0, 257)
+    by_rows = np.concatenate([clipped_similarity(units, np.arange(i, i + 1), 0, 257) for i in range(0, 257, 37)])
     np.testing.assert_array_equal(whole[::37], by_rows)
-    assert np.all(whole == np.floor(whole))
+    pieces = np.concatenate([clipped_similarity(units, np.arange(257), c, min(c + 50, 257))
+                             for c in range(0, 257, 50)], axis=1)
+    np.testing.assert_array_equal(whole, pieces)
+
+
+def _float64_greedy(features, candidates, n, tol=1e-9):
+    """An independent float64 greedy: per-candidate gains, ties within ``tol`` to the earlier candidate."""
+    f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-300)
+    best = np.zeros(len(f))
+    remaining, chosen = list(candidates), []
+    for _ in range(n):
+        gains = [np.maximum(best, f[c] @ f.T).sum() for c in remaining]
+        pick = remaining[next(i for i, g in enumerate(gains) if g >= max(gains) - tol)]
+        chosen.append(int(pick))
+        remaining.remove(pick)
+        best = np.maximum(best, f[pick] @ f.T)
+    return chosen
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_it_matches_an_independent_float64_greedy(seed):
+    """The choice of the paper's algorithm on the real cosine, not on an approximation of it."""
+    rng = np.random.default_rng(1000 + seed)
+    n_pool, d = int(rng.integers(10, 200)), int(rng.integers(2, 64))
+    feats = rng.normal(size=(n_pool, d)) + (3.0 if seed % 2 else 0.0)  # odd seeds: all cosines high
+    cands = rng.choice(n_pool, int(rng.integers(2, min(n_pool, 50) + 1)), replace=False)
+    n = int(rng.integers(1, cands.size + 1))
+    assert select_representative(feats, cands, n) == _float64_greedy(feats, cands, n)
 
 
 def test_it_rejects_bad_candidates_and_features():
