@@ -387,7 +387,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def write_figures(rows: list[dict], psv_rows: list[dict], out_dir: str | Path) -> list[Path]:
     """The paper's figures as PNG (matplotlib, Agg): mean Dice vs step per strategy,
-    MAC per step as box plots, PSV vs Dice with the pooled PDC fit, Dice vs
+    MAC per step as box plots, PSV vs Dice of the last models with the pooled PDC fit, Dice vs
     cumulative expert-labelled pixels."""
     import matplotlib
 
@@ -423,11 +423,17 @@ def write_figures(rows: list[dict], psv_rows: list[dict], out_dir: str | Path) -
     fig.savefig(paths[1], dpi=120)
     plt.close(fig)
 
+    # Eq. 6 describes one model: pool the pairs of each strategy's last model only
+    # (pairs of all steps mix weak early models, whose missed structures have no PSV).
+    last = {}
+    for r in psv_rows:
+        last[r["strategy"]] = max(last.get(r["strategy"], 0), r["step"])
+    final = [r for r in psv_rows if r["step"] == last[r["strategy"]]]
     fig, ax = plt.subplots(figsize=(5, 4))
-    x = np.array([r["psv"] for r in psv_rows])
-    y = np.array([r["dice"] for r in psv_rows])
+    x = np.array([r["psv"] for r in final])
+    y = np.array([r["dice"] for r in final])
     ax.scatter(x, y, s=6, alpha=0.5)
-    title = "PSV vs Dice"
+    title = "PSV vs Dice, last models"
     if x.size >= 3 and np.ptp(x) > 0:
         from mltasks.calibration import fit_pdc
 

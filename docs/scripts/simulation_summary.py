@@ -30,13 +30,30 @@ def load(path: str) -> dict[str, list[dict]]:
     return runs
 
 
-def summary(runs: dict[str, list[dict]]) -> str:
+def psv_dice_r(psv_csv: Path) -> dict[str, float]:
+    """Pearson r of PSV and Dice over the last model's (structure, test volume) pairs, per strategy."""
+    import numpy as np
+
+    with psv_csv.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for spec in dict.fromkeys(r["strategy"] for r in rows):
+        mine = [r for r in rows if r["strategy"] == spec]
+        last = max(int(r["step"]) for r in mine)
+        x = np.array([float(r["psv"]) for r in mine if int(r["step"]) == last])
+        y = np.array([float(r["dice"]) for r in mine if int(r["step"]) == last])
+        out[spec] = float(np.corrcoef(x, y)[0, 1]) if x.size > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else math.nan
+    return out
+
+
+def summary(runs: dict[str, list[dict]], r_by_strategy: dict[str, float] | None = None) -> str:
     manual = {int(r["step"]): float(r["mean_dice"]) for r in runs.get("manual", [])}
     last_common = min(int(rows[-1]["step"]) for rows in runs.values())
     lines = [
         f"| strategy | Dice step 0 | Dice step {last_common} | Dice - manual at step {last_common} "
-        "| max Dice - manual over steps | median MAC (steps 1..) | expert pixels | wall time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| max Dice - manual over steps | median MAC (steps 1..) | expert pixels | wall time "
+        "| PSV-Dice r, last model |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for spec, rows in runs.items():
         rows = [r for r in rows if int(r["step"]) <= last_common]
@@ -49,7 +66,8 @@ def summary(runs: dict[str, list[dict]]) -> str:
             f"{max(gaps) if gaps else math.nan:+.3f} | "
             f"{statistics.median(macs) if macs else math.nan:.3f} | "
             f"{sum(int(r['queried_pixels']) for r in rows):,} | "
-            f"{sum(float(r['wall_time_s']) for r in rows) / 60:.1f} min |"
+            f"{sum(float(r['wall_time_s']) for r in rows) / 60:.1f} min | "
+            f"{(r_by_strategy or {}).get(spec, math.nan):.3f} |"
         )
     steps = sorted({int(r["step"]) for rows in runs.values() for r in rows if int(r["step"]) <= last_common})
     lines += ["", "Mean Dice (test phantoms) per step, MAC of that step in brackets:", "",
@@ -83,7 +101,8 @@ def main() -> None:
     parser.add_argument("csv")
     parser.add_argument("--figures", action="store_true", help="also redraw the figures beside the CSV")
     args = parser.parse_args()
-    print(summary(load(args.csv)))
+    psv_csv = Path(args.csv).with_name("psv_dice.csv")
+    print(summary(load(args.csv), psv_dice_r(psv_csv) if psv_csv.exists() else None))
     if args.figures:
         redraw_figures(Path(args.csv).parent)
 
