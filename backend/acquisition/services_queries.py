@@ -15,6 +15,7 @@ from backend.acquisition.events import publish_query
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.services_steps import StepConflict, step_transition
 from backend.acquisition.states import State
+from backend.projects.models import Label
 
 LOCK_SECONDS = 15 * 60
 UNLABELLED = 255  # in a submitted raster: "no label here" (every pixel outside the query)
@@ -128,26 +129,27 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
     last answer of a step moves it to training. The step row is locked only for that
     final count, so concurrent submissions of one step do not queue behind each other.
     """
-    query = Query.objects.select_related("step__project__label_set").get(pk=query.pk)
+    query = Query.objects.select_related("step__project").get(pk=query.pk)
     step = query.step
     now = timezone.now()
     if step.state != State.ANNOTATING or query.status != Query.Status.OPEN:
         raise QueryLocked(_closed(query, step), code="query_closed")
-    allowed = set(step.project.label_set.labels.values_list("value", flat=True)) | {0}
+    allowed = set(Label.objects.filter(label_set_id=step.project.label_set_id).values_list("value", flat=True)) | {0}
     merged = _check_answer(query, labels, allowed)
     mask = codec.unpack_mask(query.mask, (query.height, query.width))
     with transaction.atomic():
+        answer = {"status": Query.Status.ANSWERED, "answer": codec.pack_labels(merged[mask]), "answered_by": user,
+                  "answered_at": now, "assignee": user, "lock_expires": None, "seconds_spent": seconds_spent}
         stored = Query.objects.filter(pk=query.pk, status=Query.Status.OPEN, step__state=State.ANNOTATING).filter(
-            _lock_free(now) | Q(assignee=user)).update(
-            status=Query.Status.ANSWERED, answer=codec.pack_labels(merged[mask]), answered_by=user,
-            answered_at=now, assignee=user, lock_expires=None, seconds_spent=seconds_spent)
+            _lock_free(now) | Q(assignee=user)).update(**answer)
         if not stored:
             query.refresh_from_db()
             step.refresh_from_db()
             closed = query.status != Query.Status.OPEN or step.state != State.ANNOTATING
             raise QueryLocked(_closed(query, step) if closed else _why_not_free(query, now),
                               code="query_closed" if closed else "query_locked")
-        query.refresh_from_db()
+        for field, value in answer.items():  # what the UPDATE stored, without reading it back
+            setattr(query, field, value)
         _add_to_training_set(query, merged, mask)
         # Serialise only the "was this the last answer?" test (see docstring).
         locked = AcquisitionStep.objects.select_for_update().get(pk=step.pk)
@@ -167,11 +169,14 @@ def _open_count(step_id: int) -> int:
 
 
 def _add_to_training_set(query: Query, merged: np.ndarray, answered: np.ndarray) -> None:
-    TrainingSlice.objects.update_or_create(
-        project_id=query.step.project_id, scan_id=query.scan_id, z=query.z,
-        defaults={"height": query.height, "width": query.width, "labels": codec.pack_labels(merged),
-                  "answered": codec.pack_mask(answered), "source": TrainingSlice.Source.QUERY,
-                  "query": query, "step_id": query.step_id})
+    # One INSERT ... ON CONFLICT UPDATE on (project, scan, z) instead of update_or_create's
+    # SELECT FOR UPDATE, savepoint and write.
+    TrainingSlice.objects.bulk_create(
+        [TrainingSlice(project_id=query.step.project_id, scan_id=query.scan_id, z=query.z, height=query.height,
+                       width=query.width, labels=codec.pack_labels(merged), answered=codec.pack_mask(answered),
+                       source=TrainingSlice.Source.QUERY, query=query, step_id=query.step_id)],
+        update_conflicts=True, unique_fields=["project", "scan", "z"],
+        update_fields=["height", "width", "labels", "answered", "source", "query", "step"])
 
 
 def queries_auto_answer_empty(*, step: AcquisitionStep) -> int:
