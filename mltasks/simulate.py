@@ -56,7 +56,8 @@ class SimulationConfig:
             tau = ``random_pixels_tau`` query) or "tau=<value>".
         initial_fraction / step_fraction: share of each pool volume's slices labelled
             at the start / added per step (paper: 0.05 / 0.05).
-        warm_start: retrain from the previous weights instead of re-initialising.
+        warm_start: retrain from the previous weights (default: run 4 of docs/simulation.md)
+            instead of re-initialising as the paper did.
         initial_max_epochs: epochs of the step-0 training (None: ``training.max_epochs``),
             so warm-started runs can train the start model longer than each step.
         data: {"kind": "phantoms", "pool": 15, "test": 5, "size": [z, y, x], "seed": 0}
@@ -73,7 +74,7 @@ class SimulationConfig:
     initial_fraction: float = 0.05
     step_fraction: float = 0.05
     random_pixels_tau: float = 2.5e-3
-    warm_start: bool = False
+    warm_start: bool = True
     initial_max_epochs: int | None = None
     seed: int = 0
     data: dict = field(

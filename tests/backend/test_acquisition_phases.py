@@ -185,3 +185,26 @@ def test_training_set_export_keeps_every_pixels_provenance(tmp_path):
     provenance = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     mask = codec.unpack_mask(query.mask, (query.height, query.width))
     assert np.array_equal(provenance[query.z], np.where(mask, 2, 1))
+
+
+@pytest.mark.parametrize(("config", "warm"), [({}, True), ({"warm_start": False}, False), ({"width": 6}, False)])
+def test_training_starts_from_the_current_model_unless_told_not_to_or_the_net_changed(monkeypatch, config, warm):
+    from backend.acquisition import engine
+
+    project, lead, (annotator, _) = acquisition_project()
+    step = step_start(project=project, user=lead)
+    run_phase(step, State.INFERRING)
+    run_phase(step, State.SELECTING)
+    answer_all(step, annotator)
+    project.network_config = {**project.network_config, **config}
+    project.save(update_fields=["network_config"])
+    seen = {}
+    train_model = engine.train_model
+
+    def spy(*args, init_model=None, **kwargs):
+        seen["init"] = init_model
+        return train_model(*args, init_model=init_model, **kwargs)
+
+    monkeypatch.setattr(engine, "train_model", spy)
+    assert run_phase(step, State.TRAINING) == "done"
+    assert (seen["init"] is not None) == warm
