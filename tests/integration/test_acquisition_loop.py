@@ -24,10 +24,12 @@ project = phantom_project(name="it", admin=admin, n_pool=2, n_test=2, shape={sha
 scans = {{s.id: int(s.name.split("-")[1]) for s in project.pools.get().scans.all()}}
 print(json.dumps({{"project": project.id, "scans": scans}}))
 """
+# Long enough that the kill below lands during training: with 12 epochs of these tiny
+# slices the whole phase took about a second, and the kill sometimes came after it ended.
 LONGER_TRAINING = """
 from backend.projects.models import Project
 p = Project.objects.get(pk={project})
-p.network_config = dict(p.network_config, max_epochs=12)
+p.network_config = dict(p.network_config, max_epochs=60)
 p.save()
 """
 
