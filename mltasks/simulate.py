@@ -12,12 +12,11 @@ Configuration: a JSON or TOML file whose keys mirror ``SimulationConfig`` with
 sections ``data``, ``network``, ``training`` (see docs/simulation.md).
 Outputs in the output folder: ``simulation.csv`` (one row per strategy and
 step), ``psv_dice.csv`` (per test volume and structure) and the figures of
-``mltasks.simulate.write_figures``.
+``mltasks.simulate_output.write_figures``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -43,6 +42,7 @@ from mltasks.nets import UNet, profile
 from mltasks.preprocess import preprocess_volume, resample_labels_to_network
 from mltasks.progress import ProgressCallback, report
 from mltasks.query import ANSWERED, UNANSWERED, manual_annotation_cost, merge_answers
+from mltasks.simulate_output import write_figures, write_results
 from mltasks.train import TrainConfig
 
 
@@ -303,7 +303,7 @@ def run_simulation(
                 _row(run.spec, step, ev, label_set, n_labelled, masks, time.perf_counter() - t)
             )
             psv_rows += _psv_rows(run.spec, step, ev, label_set)
-            _write_results(out, rows, psv_rows)  # a crash or a kill keeps the finished steps
+            write_results(out, rows, psv_rows)  # a crash or a kill keeps the finished steps
             report(
                 on_progress,
                 f"step {step} {run.spec}",
@@ -312,7 +312,7 @@ def run_simulation(
                 dice=round(ev.mean_dice, 4),
                 mac=round(rows[-1]["mac"], 5),
             )
-    _write_results(out, rows, psv_rows)
+    write_results(out, rows, psv_rows)
     write_figures(rows, psv_rows, out)
     return SimulationResult(rows, psv_rows, out)
 
@@ -367,102 +367,3 @@ def _psv_rows(spec: str, step: int, ev: Evaluation, label_set: LabelSet) -> list
         for v, name in enumerate(ev.names) for lab in label_set.labels
         if np.isfinite(ev.psv[v, lab.value]) and np.isfinite(ev.dice[v, lab.value])
     ]  # fmt: skip
-
-
-def _write_results(out: Path, rows: list[dict], psv_rows: list[dict]) -> None:
-    """Both CSVs, grouped by strategy (in first-seen order) then step."""
-    order = {spec: i for i, spec in enumerate(dict.fromkeys(r["strategy"] for r in rows))}
-    _write_csv(out / "simulation.csv", sorted(rows, key=lambda r: (order[r["strategy"]], r["step"])))
-    _write_csv(out / "psv_dice.csv", sorted(psv_rows, key=lambda r: (order[r["strategy"]], r["step"])))
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    header = list(rows[0]) if rows else ["strategy", "step"]
-    partial = path.with_suffix(".partial")
-    with partial.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(path)  # readers never see a half-written file
-
-
-def write_figures(rows: list[dict], psv_rows: list[dict], out_dir: str | Path) -> list[Path]:
-    """The paper's figures as PNG (matplotlib, Agg): mean Dice vs step per strategy,
-    MAC per step as box plots, PSV vs Dice of the last models with the pooled PDC fit, Dice vs
-    cumulative expert-labelled pixels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir)
-    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
-    paths = [
-        out / "dice_vs_step.png",
-        out / "mac_boxplot.png",
-        out / "psv_vs_dice.png",
-        out / "dice_vs_expert_pixels.png",
-    ]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for spec in strategies:
-        mine = [r for r in rows if r["strategy"] == spec]
-        ax.plot([r["step"] for r in mine], [r["mean_dice"] for r in mine], marker="o", label=spec)
-    ax.set(xlabel="step", ylabel="mean Dice (test volumes)", title="Dice per acquisition step")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    macs = [
-        [r["mac"] for r in rows if r["strategy"] == spec and r["step"] > 0] for spec in strategies
-    ]
-    ax.boxplot([m if m else [math.nan] for m in macs])
-    ax.set_xticks(range(1, len(strategies) + 1), strategies, rotation=20)
-    ax.set(yscale="log", ylabel="MAC per step", title="Manual annotation cost (Eq. 8)")
-    fig.tight_layout()
-    fig.savefig(paths[1], dpi=120)
-    plt.close(fig)
-
-    # Eq. 6 describes one model: pool the pairs of each strategy's last model only
-    # (pairs of all steps mix weak early models, whose missed structures have no PSV).
-    last = {}
-    for r in psv_rows:
-        last[r["strategy"]] = max(last.get(r["strategy"], 0), r["step"])
-    final = [r for r in psv_rows if r["step"] == last[r["strategy"]]]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    x = np.array([r["psv"] for r in final])
-    y = np.array([r["dice"] for r in final])
-    ax.scatter(x, y, s=6, alpha=0.5)
-    title = "PSV vs Dice, last models"
-    if x.size >= 3 and np.ptp(x) > 0:
-        from mltasks.calibration import fit_pdc
-
-        fit = fit_pdc(x, y)
-        xs = np.linspace(x.min(), x.max(), 50)
-        ax.plot(
-            xs,
-            fit.alpha * xs + fit.beta,
-            color="k",
-            label=f"PDC: {fit.alpha:.3g} PSV {fit.beta:+.3f}",
-        )
-        ax.legend()
-        title += f" (r = {fit.correlation:.3f})"
-    ax.set(xlabel="PSV (Eq. 5)", ylabel="Dice", title=title)
-    fig.tight_layout()
-    fig.savefig(paths[2], dpi=120)
-    plt.close(fig)
-
-    # Accuracy against what the expert actually labelled: the cost axis of the paper's argument.
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for spec in strategies:
-        mine = [r for r in rows if r["strategy"] == spec]
-        ax.plot(np.cumsum([r["queried_pixels"] for r in mine]), [r["mean_dice"] for r in mine],
-                marker="o", label=spec)  # fmt: skip
-    ax.set(xlabel="expert-labelled pixels (cumulative)", ylabel="mean Dice (test volumes)",
-           title="Dice against annotation effort")  # fmt: skip
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(paths[3], dpi=120)
-    plt.close(fig)
-    return paths

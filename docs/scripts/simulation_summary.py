@@ -84,7 +84,7 @@ def summary(runs: dict[str, list[dict]], r_by_strategy: dict[str, float] | None 
 
 def redraw_figures(folder: Path) -> None:
     """Draw the figures again from a run's CSVs (a run stopped early, or older code)."""
-    from mltasks.simulate import write_figures
+    from mltasks.simulate_output import write_figures
 
     def typed(row: dict) -> dict:
         return {k: (v if k in ("strategy", "volume", "structure") else float(v or "nan")) for k, v in row.items()}
