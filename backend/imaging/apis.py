@@ -176,6 +176,11 @@ class _SliceApi(APIView):
         self.request.accepted_media_type = "application/json"
         return response
 
+    @classmethod
+    def png(cls, image, *, palette=None) -> HttpResponse:
+        """A (Y, X) uint8 image as a PNG response at the configured compression."""
+        return cls.image(slices.encode_png(image, palette=palette, level=settings.MYOLABEL_PNG_LEVEL))
+
     @staticmethod
     def image(png: bytes) -> HttpResponse:
         response = HttpResponse(png, content_type="image/png")
@@ -219,7 +224,7 @@ class ScanSlicePngApi(_SliceApi):
         query.is_valid(raise_exception=True)
         hu = selectors.scan_slice(scan, z)
         grey = slices.window_to_uint8(hu, window=query.validated_data["window"], level=query.validated_data["level"])
-        return self.image(slices.encode_png(grey, level=settings.MYOLABEL_PNG_LEVEL))
+        return self.png(grey)
 
 
 class ScanSliceRawApi(_RawSliceApi):
@@ -248,8 +253,7 @@ class ScanLabelPngApi(_SliceApi):
         """Reference label map as an indexed PNG in the label set's colours; background transparent."""
         reference = _requested_reference(request, scan_id)
         palette = slices.label_palette(selectors.label_colours(reference.label_set))
-        return self.image(slices.encode_png(selectors.reference_slice(reference, z), palette=palette,
-                                           level=settings.MYOLABEL_PNG_LEVEL))
+        return self.png(selectors.reference_slice(reference, z), palette=palette)
 
 
 class ScanLabelRawApi(_RawSliceApi):
@@ -289,8 +293,7 @@ class ScanUncertaintyPngApi(_SliceApi):
         vmax = options.get("vmax") or float(np.nanmax(values, initial=0.0))
         if not math.isfinite(vmax) or vmax <= 0:
             vmax = 1.0  # an all-zero (or broken) slice: any scale shows it black
-        response = self.image(slices.encode_png(slices.scale_to_uint8(values, vmax=vmax),
-                                                     level=settings.MYOLABEL_PNG_LEVEL))
+        response = self.png(slices.scale_to_uint8(values, vmax=vmax))
         response["X-Vmax"] = f"{vmax:.6g}"
         return response
 

@@ -45,8 +45,10 @@ class Command(BaseCommand):
                                  "1 runs daphne, more run uvicorn workers")
 
     def handle(self, *args, host, port, worker, no_seed, web_processes, **options):
-        if web_processes < 1:
-            raise CommandError(f"--web-processes must be at least 1, not {web_processes}")
+        try:
+            server_argv = web_server_command(host, port, web_processes)
+        except ValueError as exc:
+            raise CommandError(f"--web-processes: {exc}") from exc
         if web_processes > 1 and not settings.PRODUCTION:
             raise CommandError("--web-processes > 1 needs production mode (MYOLABEL_MODE=production): "
                                "embedded mode's in-memory channel layer cannot span processes")
@@ -58,7 +60,7 @@ class Command(BaseCommand):
             children.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "backend.myolabel", "worker",
                  "-Q", "gpu,cpu", "-c", "1", "-l", "INFO", "-n", "embedded@%h"]))
-        server = subprocess.Popen(web_server_command(host, port, web_processes))
+        server = subprocess.Popen(server_argv)
         children.append(server)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
