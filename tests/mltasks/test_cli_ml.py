@@ -50,23 +50,14 @@ def assert_same_grid(path, geometry: Geometry) -> None:
     assert np.allclose(got.direction, geometry.direction)
 
 
+def _train_muscles(ct, model) -> list[str]:
+    """argv of ``train`` on the phantom's muscle labels, writing ``model``."""
+    return ["train", "--image", str(ct["ct"]), "--labels", str(ct["labels"]), "--out", str(model)]
+
+
 def test_train_then_segment_writes_maps_on_the_input_grid(ct, tmp_path):
     common = ["--profile", "tiny", "--epochs", "2", "--batch-size", "4", "--threads", "1"]
-    assert (
-        main(
-            [
-                "train",
-                "--image",
-                str(ct["ct"]),
-                "--labels",
-                str(ct["labels"]),
-                "--out",
-                str(tmp_path / "m.pt"),
-                *common,
-            ]
-        )
-        == 0
-    )
+    assert main([*_train_muscles(ct, tmp_path / "m.pt"), *common]) == 0
     body_args = ["--image", str(ct["ct"]), "--labels", str(ct["body"]), "--task", "body"]
     assert main(["train", *body_args, "--out", str(tmp_path / "b.pt"), *common]) == 0
     out = {
@@ -93,15 +84,7 @@ def test_train_then_segment_writes_maps_on_the_input_grid(ct, tmp_path):
 
 
 def test_resume_extends_a_training_run(ct, tmp_path):
-    args = [
-        "train",
-        "--image",
-        str(ct["ct"]),
-        "--labels",
-        str(ct["labels"]),
-        "--out",
-        str(tmp_path / "m.pt"),
-    ]
+    args = _train_muscles(ct, tmp_path / "m.pt")
     args += ["--profile", "tiny", "--batch-size", "4", "--threads", "1", "--patience", "0"]
     assert main([*args, "--epochs", "1"]) == 0
     assert main([*args, "--epochs", "2", "--resume"]) == 0
