@@ -5,13 +5,17 @@
 Starts daphne itself on a free port with a fresh data folder: embedded mode always, and
 production mode too when PostgreSQL and Redis answer on 127.0.0.1 (a fresh database is
 created and dropped; Redis database 13 is flushed at the end). Seeds one 512 x 512 body-like scan,
-then every client thread asks for slices in a closed loop. Goal: p95 <= 50 ms in
-production mode. Everything started is stopped before the script exits.
+then every client (bench/loadgen.py: keep-alive connections on one asyncio loop) asks for
+slices in a closed loop. Goal: p95 <= 50 ms in production mode. Production mode runs
+twice, side by side: with the slice fast path (the default) and with
+MYOLABEL_FAST_SLICES=false (every request through the DRF views). Everything started is
+stopped before the script exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import socket
@@ -19,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,6 +30,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.core.webserver import web_server_command  # noqa: E402
+from bench.loadgen import Client  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEPTH = 16  # slices of the seeded scan
@@ -80,39 +84,37 @@ def manage(env: dict, *args: str) -> str:
     return done.stdout
 
 
-def measure(url: str, token: str, *, clients: int, per_client: int, seconds: float,
+def measure(port: int, path: str, token: str, *, clients: int, per_client: int, seconds: float,
             rate: float = 0.0) -> list[float]:
-    """Latencies (s) of ``clients`` threads asking ``per_client`` times each (bounded by ``seconds``).
+    """Latencies (s) of ``clients`` keep-alive clients asking ``per_client`` times each (bounded by ``seconds``).
 
     ``rate`` > 0: each client asks at most ``rate`` slices per second (an annotator
     scrolling), waiting out the rest of each 1/rate interval; 0: back to back.
     """
+    return asyncio.run(_measure(port, path, token, clients, per_client, seconds, rate))
+
+
+async def _measure(port, path, token, clients, per_client, seconds, rate) -> list[float]:
     latencies: list[float] = []
     errors: list[str] = []
-    lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
-    def client(index: int) -> None:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Token {token}"
-        for i in range(per_client):
-            if time.monotonic() > deadline:
-                return
-            start = time.perf_counter()
-            response = session.get(url.format(z=(index + i) % DEPTH), timeout=30)
-            elapsed = time.perf_counter() - start
-            if rate > 0:
-                time.sleep(max(0.0, 1.0 / rate - elapsed))
-            with lock:
-                if response.status_code != 200:
-                    errors.append(f"{response.status_code}: {response.text[:200]}")
+    async def client(index: int) -> None:
+        connection = Client("127.0.0.1", port, {"Authorization": f"Token {token}"})
+        try:
+            for i in range(per_client):
+                if time.monotonic() > deadline:
+                    return
+                status, _, body, elapsed = await connection.request("GET", path.format(z=(index + i) % DEPTH))
+                if status != 200:
+                    errors.append(f"{status}: {body[:200]!r}")
                 latencies.append(elapsed)
+                if rate > 0:
+                    await asyncio.sleep(max(0.0, 1.0 / rate - elapsed))
+        finally:
+            await connection.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    await asyncio.gather(*(client(i) for i in range(clients)))
     if errors:
         raise RuntimeError(f"{len(errors)} failed requests, first: {errors[0]}")
     return latencies
@@ -131,7 +133,7 @@ def run_mode(name: str, extra_env: dict, args) -> dict[str, tuple[list[float], f
         seeded = json.loads(manage(env, "shell", "-c", SEED).strip().splitlines()[-1])
         port = free_port()
         log = open(Path(data_dir) / "web.log", "wb")  # noqa: SIM115 - closed below
-        processes = args.web_processes if name == "production" else 1  # in-memory layer: one process
+        processes = args.web_processes if name.startswith("production") else 1  # in-memory layer: one process
         web = subprocess.Popen(web_server_command("127.0.0.1", port, processes), cwd=REPO, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -149,10 +151,10 @@ def run_mode(name: str, extra_env: dict, args) -> dict[str, tuple[list[float], f
                 time.sleep(0.5)
             results = {}
             for kind, suffix in (("png", "slices/{z}.png"), ("raw", "slices/{z}.raw")):
-                url = f"{base_url}/{suffix}"
-                measure(url, seeded["token"], clients=args.clients, per_client=2, seconds=30)  # warm-up
+                path = f"/api/scans/{seeded['scan']}/{suffix}"
+                measure(port, path, seeded["token"], clients=args.clients, per_client=2, seconds=30)  # warm-up
                 started = time.perf_counter()
-                latencies = measure(url, seeded["token"], clients=args.clients, per_client=args.requests,
+                latencies = measure(port, path, seeded["token"], clients=args.clients, per_client=args.requests,
                                     seconds=args.seconds, rate=args.rate)
                 results[kind] = (latencies, time.perf_counter() - started)
             return results
@@ -173,7 +175,7 @@ def run_mode(name: str, extra_env: dict, args) -> dict[str, tuple[list[float], f
 def production_env() -> tuple[dict, str]:
     import psycopg
 
-    db = f"myolabel_bench_{os.getpid()}"
+    db = f"myolabel_bench_{os.getpid()}_{os.urandom(3).hex()}"
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     env = {"MYOLABEL_MODE": "production", "MYOLABEL_HTTPS": "false",
@@ -210,8 +212,9 @@ def main() -> None:
     if args.only == "embedded":
         pass
     elif reachable(5432) and reachable(6379):
-        env, db = production_env()
-        modes.append(("production", env, db))
+        for name, fast in (("production", "true"), ("prod-DRF", "false")):
+            env, db = production_env()
+            modes.append((name, {**env, "MYOLABEL_FAST_SLICES": fast}, db))
     else:
         print("PostgreSQL or Redis not reachable on 127.0.0.1: production mode skipped")
     pace = f"{args.rate:g} slices/s each" if args.rate else "back to back"
@@ -219,20 +222,24 @@ def main() -> None:
     print(f"{args.clients} concurrent clients ({pace}), 512 x 512 int16 slices, {server} on loopback, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'mode':<11} {'kind':<4} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7}")
+    p95s = {}
     for name, env, db in modes:
         try:
             started = time.perf_counter()
             results = run_mode(name, env, args)
             for kind, (values, wall) in results.items():
                 rate = len(values) / wall
+                p95s[name, kind] = percentile(values, 95)
                 print(f"{name:<11} {kind:<4} {len(values):>5} {percentile(values, 50) * 1e3:>8.1f} "
-                      f"{percentile(values, 95) * 1e3:>8.1f} {rate:>7.0f}")
-            png, raw = (percentile(results[k][0], 95) for k in ("png", "raw"))
-            print(f"{name:<11} p95 png / raw = {png / raw:.2f}   (mode run took {time.perf_counter() - started:.0f} s)")
+                      f"{p95s[name, kind] * 1e3:>8.1f} {rate:>7.0f}")
+            print(f"{name:<11} p95 png / raw = {p95s[name, 'png'] / p95s[name, 'raw']:.2f}   "
+                  f"(mode run took {time.perf_counter() - started:.0f} s)")
         finally:
             if db:
                 production_cleanup(db)
-
+    if ("prod-DRF", "png") in p95s:
+        print("production p95, DRF views / fast path: " + ", ".join(
+            f"{kind} {p95s['prod-DRF', kind] / p95s['production', kind]:.2f}" for kind in ("png", "raw")))
 
 if __name__ == "__main__":
     main()

@@ -1,13 +1,15 @@
 """The command line of the web server, shared by ``manage.py up``, integration tests and benchmarks.
 
-One process: daphne (HTTP and websockets). Several processes: uvicorn's supervisor,
-which shares one socket between N worker processes so Django's per-request Python
-work runs on N cores. Several processes need the Redis channel layer (production
+One process: daphne (HTTP and websockets). Several processes: N uvicorn processes,
+each on its own SO_REUSEPORT socket (``backend.core.serve``, which says why), so
+Django's per-request Python work runs on N cores; uvicorn's own supervisor where the
+platform lacks SO_REUSEPORT. Several processes need the Redis channel layer (production
 mode): embedded mode's in-memory layer lives in one process.
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 
 ASGI_APP = "backend.myolabel.asgi:application"
@@ -19,5 +21,13 @@ def web_server_command(host: str, port: int, processes: int = 1) -> list[str]:
         raise ValueError(f"need at least one web process, not {processes}")
     if processes == 1:
         return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP]
+    if reuse_port_available():
+        return [sys.executable, "-m", "backend.core.serve", "--host", host, "--port", str(port),
+                "--workers", str(processes)]
     return [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port), "--workers", str(processes),
             "--no-access-log", "--proxy-headers", ASGI_APP]
+
+
+def reuse_port_available() -> bool:
+    """Whether the kernel spreads connections across sockets bound with SO_REUSEPORT (Linux)."""
+    return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")

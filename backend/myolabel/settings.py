@@ -255,9 +255,11 @@ MYOLABEL_DEVICE = env.str("MYOLABEL_DEVICE", default="auto")  # auto | cpu | cud
 # Torch threads per worker task. 1 by default: web server and worker share a small host
 # in embedded mode, and spinning OpenMP threads on a busy CPU run many times slower.
 MYOLABEL_TORCH_THREADS = env.int("MYOLABEL_TORCH_THREADS", default=1)
-# zlib level of slice PNGs: 0 (no compression, fastest; about 260 kB per 512 x 512
-# slice) to 9. 1 halves the bytes of a CT slice for about 3 ms of CPU per slice.
+# Slice PNGs: 0 stores the pixels (about 260 kB per 512 x 512 slice, no CPU); 1 to 9 deflate
+# with run-length matching, about 105 kB for about 1.2 ms of CPU (backend/imaging/slices.py).
 MYOLABEL_PNG_LEVEL = env.int("MYOLABEL_PNG_LEVEL", default=1)
+# CT slice requests served beside Django (backend/imaging/slice_fastpath.py); false: through the DRF views.
+MYOLABEL_FAST_SLICES = env.bool("MYOLABEL_FAST_SLICES", default=True)
 MYOLABEL_CACHE_DIR = Path(env.str("MYOLABEL_CACHE_DIR", default=str(DATA_DIR / "cache")))
 
 # --- Security -----------------------------------------------------------------------

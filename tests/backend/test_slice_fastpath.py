@@ -1,0 +1,168 @@
+"""The slice fast path answers exactly as the DRF views do, and hands everything else to them.
+
+Every request below goes through the ASGI application twice: through ``SliceFastPath``
+and straight to Django's ASGI handler. Status, body and headers must be equal, and the
+fast path may only have answered the plain success cases itself.
+"""
+
+import asyncio
+
+import numpy as np
+import pytest
+from asgiref.sync import async_to_sync
+from django.core import signals
+from django.core.asgi import get_asgi_application
+from django.db import close_old_connections
+from rest_framework.authtoken.models import Token
+
+from backend.imaging.models import Scan
+from backend.imaging.slice_fastpath import SliceFastPath
+from backend.projects.models import Membership
+from tests.backend.factories import (
+    MembershipFactory,
+    PoolFactory,
+    ProjectFactory,
+    UserFactory,
+    scan_with_volume,
+    use_tmp_storage,
+)
+
+pytestmark = pytest.mark.django_db
+
+SERVED = "served by the fast path"
+PASSED = "passed to Django"
+
+
+@pytest.fixture(autouse=True)
+def _storage(settings, tmp_path):
+    use_tmp_storage(settings, tmp_path)
+
+
+class _Counting:
+    """The Django ASGI app, counting the requests that reach it."""
+
+    def __init__(self):
+        self.app = get_asgi_application()
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send):
+        self.calls += 1
+        await self.app(scope, receive, send)
+
+
+def _call(app, path: str, query: str = "", headers: dict | None = None):
+    """(status, headers without Date, body) of one GET through an ASGI app."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+             "root_path": "", "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+             "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
+    messages = []
+    delivered = False
+
+    async def receive():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects
+
+    async def send(message):
+        messages.append(message)
+
+    # As Django's test client does: connection housekeeping would end the test's transaction.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        async_to_sync(app)(scope, receive, send)
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    start = messages[0]
+    found = {k.decode().lower(): v.decode() for k, v in start["headers"] if k.lower() != b"date"}
+    return start["status"], found, b"".join(m.get("body", b"") for m in messages[1:])
+
+
+@pytest.fixture
+def world(client):
+    pool, other_pool = PoolFactory(), PoolFactory()
+    project = ProjectFactory(pools=[pool])
+    other = ProjectFactory(pools=[other_pool])
+    hu = np.random.default_rng(0).integers(-1024, 2000, size=(3, 64, 48)).astype(np.int16)
+    scan = scan_with_volume(pool, hu)
+    pending = scan_with_volume(pool, hu + 1)
+    Scan.objects.filter(pk=pending.pk).update(status=Scan.Status.FAILED)
+    users = {
+        "annotator": MembershipFactory(project=project, role=Membership.Role.ANNOTATOR).user,
+        "foreign": MembershipFactory(project=other, role=Membership.Role.ADMIN).user,
+        "superuser": UserFactory(is_superuser=True),
+        "inactive": MembershipFactory(project=project, role=Membership.Role.LEAD, user__is_active=False).user,
+    }
+    client.force_login(users["annotator"])
+    headers = {name: {"Authorization": f"Token {Token.objects.create(user=user).key}"} for name, user in users.items()}
+    headers["session"] = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
+    headers["anonymous"] = {}
+    headers["bad token"] = {"Authorization": "Token nope"}
+    return {"scan": scan, "pending": pending, "hu": hu, "headers": headers}
+
+
+REQUESTS = [
+    # (who, path with {scan}/{pending}, query, extra headers, expected)
+    ("annotator", "/api/scans/{scan}/slices/1.png", "", {}, SERVED),
+    ("annotator", "/api/scans/{scan}/slices/1.raw", "", {}, SERVED),
+    ("annotator", "/api/scans/{scan}/slices/0.png", "preset=bone", {}, SERVED),
+    ("annotator", "/api/scans/{scan}/slices/2.png", "window=1500&level=-300.5", {}, SERVED),
+    ("annotator", "/api/scans/{scan}/slices/2.png", "", {"Accept": "image/png,*/*;q=0.8"}, SERVED),
+    ("session", "/api/scans/{scan}/slices/1.png", "", {}, SERVED),
+    ("session", "/api/scans/{scan}/slices/1.raw", "", {"Accept": "application/octet-stream"}, SERVED),
+    ("superuser", "/api/scans/{scan}/slices/1.raw", "", {}, SERVED),
+    ("annotator", "/api/scans/{scan}/slices/3.png", "", {}, PASSED),  # out of range: 404 with the depth
+    ("annotator", "/api/scans/{scan}/slices/1.png", "window=0&level=40", {}, PASSED),
+    ("annotator", "/api/scans/{scan}/slices/1.png", "window=400", {}, PASSED),
+    ("annotator", "/api/scans/{scan}/slices/1.png", "preset=lung", {}, PASSED),
+    ("annotator", "/api/scans/{scan}/slices/1.png", "window=nan&level=1", {}, PASSED),
+    ("annotator", "/api/scans/{scan}/slices/1.png", "format=json", {}, PASSED),
+    ("annotator", "/api/scans/{scan}/slices/1.raw", "preset=bone", {}, PASSED),
+    ("annotator", "/api/scans/{scan}/slices/1.png", "", {"Accept": "text/html"}, PASSED),
+    ("annotator", "/api/scans/{scan}/slices/1.raw", "", {"Accept": "application/json"}, PASSED),
+    ("annotator", "/api/scans/{pending}/slices/1.png", "", {}, PASSED),
+    ("annotator", "/api/scans/99999/slices/1.png", "", {}, PASSED),
+    ("foreign", "/api/scans/{scan}/slices/1.png", "", {}, PASSED),
+    ("foreign", "/api/scans/{scan}/slices/1.raw", "", {}, PASSED),
+    ("inactive", "/api/scans/{scan}/slices/1.png", "", {}, PASSED),
+    ("anonymous", "/api/scans/{scan}/slices/1.png", "", {}, PASSED),
+    ("bad token", "/api/scans/{scan}/slices/1.raw", "", {}, PASSED),
+]
+
+
+@pytest.mark.parametrize(("who", "path", "query", "extra", "expected"), REQUESTS)
+def test_answers_equal_the_django_views(world, who, path, query, extra, expected):
+    path = path.format(scan=world["scan"].pk, pending=world["pending"].pk)
+    headers = {**world["headers"][who], **extra}
+    django_app = _Counting()
+    reference = _call(django_app, path, query, headers)
+    fast = SliceFastPath(django_app)
+    answer = _call(fast, path, query, headers)
+    assert answer == reference
+    assert django_app.calls == (1 if expected == SERVED else 2), f"expected: {expected}"
+
+
+def test_served_slices_hold_the_volume(world):
+    headers = world["headers"]["annotator"]
+    status, found, body = _call(SliceFastPath(_Counting()), f"/api/scans/{world['scan'].pk}/slices/2.raw", "", headers)
+    assert status == 200 and found["x-shape"] == "64,48"
+    assert np.array_equal(np.frombuffer(body, "<i2").reshape(64, 48), world["hu"][2])
+
+
+def test_revoked_membership_is_refused_at_once(world):
+    fast = SliceFastPath(_Counting())
+    path = f"/api/scans/{world['scan'].pk}/slices/1.raw"
+    assert _call(fast, path, "", world["headers"]["annotator"])[0] == 200
+    Membership.objects.filter(role=Membership.Role.ANNOTATOR).delete()
+    assert _call(fast, path, "", world["headers"]["annotator"])[0] == 404
+
+
+def test_switched_off_everything_goes_to_django(world, settings):
+    settings.MYOLABEL_FAST_SLICES = False
+    django_app = _Counting()
+    _call(SliceFastPath(django_app), f"/api/scans/{world['scan'].pk}/slices/1.png", "", world["headers"]["annotator"])
+    assert django_app.calls == 1
