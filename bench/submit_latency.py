@@ -12,13 +12,13 @@ run, so the ratio does not depend on the machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.loadgen import Client  # noqa: E402
 from tests.integration.stack import Stack, services_reachable  # noqa: E402
 
 SIZE = 64
@@ -69,44 +70,42 @@ print(json.dumps({{"project": project.id, "step": step.id, "tokens": tokens}}))
 """
 
 
-def annotate(stack: Stack, token: str, project: int, out: dict, lock: threading.Lock, think: float) -> None:
-    import urllib.error
-    import urllib.request
+async def annotate(port: int, token: str, project: int, out: dict, think: float) -> None:
+    """One scripted annotator on its own keep-alive connection: claim, read, (think,) submit, until none is left."""
+    client = Client("127.0.0.1", port, {"Authorization": f"Token {token}", "Content-Type": "application/json"})
 
-    def call(method: str, path: str, body: dict | None = None):
-        req = urllib.request.Request(stack.url + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
-        started = time.perf_counter()
+    async def call(method: str, path: str, body: dict | None = None):
+        status, _, raw, seconds = await client.request(method, path, json.dumps(body).encode() if body else b"")
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            status, raw = err.code, err.read()
-        try:
-            body = json.loads(raw) if raw else None
+            found = json.loads(raw) if raw else None
         except ValueError:
-            body = {"raw": raw[:300].decode(errors="replace")}
-        return status, body, time.perf_counter() - started
+            found = {"raw": raw[:300].decode(errors="replace")}
+        return status, found, seconds
 
-    while True:
-        status, q, _ = call("POST", f"/api/projects/{project}/queries/next/")
-        if status == 204:
-            return
-        if status != 200:
-            with lock:
+    try:
+        while True:
+            status, q, _ = await call("POST", f"/api/projects/{project}/queries/next/")
+            if status == 204:
+                return
+            if status != 200:
                 out["errors"].append((status, q))
-            continue
-        _, _, read_seconds = call("GET", f"/api/projects/{project}/queries/{q['id']}/")
-        mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=SIZE * SIZE).astype(bool)
-        labels = np.where(mask, 1, 255).astype(np.uint8)
-        time.sleep(think)  # the expert painting the queried pixels
-        status, body, seconds = call("POST", f"/api/projects/{project}/queries/{q['id']}/submit/",
-                                     {"labels": base64.b64encode(labels.tobytes()).decode(), "seconds_spent": 1.0})
-        with lock:
+                continue
+            _, _, read_seconds = await call("GET", f"/api/projects/{project}/queries/{q['id']}/")
+            mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=SIZE * SIZE).astype(bool)
+            labels = np.where(mask, 1, 255).astype(np.uint8)
+            await asyncio.sleep(think)  # the expert painting the queried pixels
+            status, body, seconds = await call("POST", f"/api/projects/{project}/queries/{q['id']}/submit/",
+                                               {"labels": base64.b64encode(labels.tobytes()).decode(),
+                                                "seconds_spent": 1.0})
             out["submit"].append(seconds)
             out["read"].append(read_seconds)
             out["created"].append(q["id"]) if status == 201 else out["errors"].append((status, body))
+    finally:
+        await client.close()
+
+
+async def annotate_all(port: int, tokens: list[str], project: int, out: dict, think: float) -> None:
+    await asyncio.gather(*(annotate(port, token, project, out, think) for token in tokens))
 
 
 def p95(values: list[float]) -> float:
@@ -145,14 +144,8 @@ def main() -> None:
             setup = json.loads(stack.manage("shell", "-c", SETUP.format(
                 n=args.queries, size=SIZE, annotators=args.annotators)).strip().splitlines()[-1])
             out: dict = {"submit": [], "read": [], "created": [], "errors": []}
-            lock = threading.Lock()
-            threads = [threading.Thread(target=annotate, args=(stack, token, setup["project"], out, lock, args.think))
-                       for token in setup["tokens"]]
             started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            asyncio.run(annotate_all(stack.port, setup["tokens"], setup["project"], out, args.think))
             wall = time.perf_counter() - started
             stored = stack.get(f"/api/projects/{setup['project']}/steps/{setup['step']}/queries/")
             if out["errors"]:

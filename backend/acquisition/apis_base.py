@@ -46,7 +46,9 @@ def step_of(request, project_id: int, step_id: int, role: str = ANNOTATOR) -> Ac
 
 def query_of(request, project_id: int, query_id: int, role: str = ANNOTATOR) -> Query:
     project = project_of(request, project_id, role)
-    return get_object_or_404(Query.objects.select_related("step"), pk=query_id, step__project=project)
+    query = get_object_or_404(Query.objects.select_related("step"), pk=query_id, step__project=project)
+    query.step.project = project  # already read: the services need it, and need not read it again
+    return query
 
 
 def version_of(request, project_id: int, version_id: int, role: str = ANNOTATOR) -> ModelVersion:

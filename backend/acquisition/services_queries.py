@@ -57,16 +57,21 @@ def query_claim_next(*, project, user) -> Query | None:
     now = timezone.now()
     mine = Query.objects.filter(step=step, status=Query.Status.OPEN, assignee=user, lock_expires__gte=now).first()
     if mine is not None and _take(mine.id, user, now):
-        return Query.objects.get(pk=mine.id)
+        return _with_step(Query.objects.get(pk=mine.id), step)
     free = Query.objects.filter(step=step, status=Query.Status.OPEN).filter(_lock_free(now)).order_by("id")
     # skip_locked lets concurrent claims on PostgreSQL pass each other instead of queueing;
     # the conditional UPDATE in _take is what guarantees a single holder on every database.
     for query_id in free.select_for_update(skip_locked=True).values_list("id", flat=True)[:20]:
         if _take(query_id, user, now):
-            query = Query.objects.get(pk=query_id)
+            query = _with_step(Query.objects.get(pk=query_id), step)
             transaction.on_commit(lambda q=query: publish_query(q, open_queries=_open_count(q.step_id)))
             return query
     return None
+
+
+def _with_step(query: Query, step: AcquisitionStep) -> Query:
+    query.step = step  # read already; the output and the event need it
+    return query
 
 
 @transaction.atomic
@@ -129,7 +134,8 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
     last answer of a step moves it to training. The step row is locked only for that
     final count, so concurrent submissions of one step do not queue behind each other.
     """
-    query = Query.objects.select_related("step__project").get(pk=query.pk)
+    if not (Query.step.is_cached(query) and AcquisitionStep.project.is_cached(query.step)):
+        query = Query.objects.select_related("step__project").get(pk=query.pk)
     step = query.step
     now = timezone.now()
     if step.state != State.ANNOTATING or query.status != Query.Status.OPEN:

@@ -41,9 +41,14 @@ def _require(role: str | None, min_role: str, what: str) -> None:
 
 def project_for(user, project_id: int, *, min_role: str = Role.ANNOTATOR) -> Project:
     """The project if ``user`` is a member with at least ``min_role``; 404 or 403 otherwise."""
-    project = Project.objects.filter(pk=project_id).first()
-    _require(role_in(user, project) if project else None, min_role, "project")
-    return project
+    if user.is_superuser:
+        project = Project.objects.filter(pk=project_id).first()
+        _require(Role.ADMIN if project else None, min_role, "project")
+        return project
+    # One query for project and role: every API call of an annotator starts here.
+    membership = Membership.objects.select_related("project").filter(project_id=project_id, user=user).first()
+    _require(membership.role if membership else None, min_role, "project")
+    return membership.project
 
 
 def best_role_for_pool(user, pool: Pool) -> str | None:
