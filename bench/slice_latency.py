@@ -29,7 +29,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from backend.core.webserver import web_server_command  # noqa: E402
+from backend.core.webserver import listening_sockets, reuse_port_available, web_server_command  # noqa: E402
 from bench.loadgen import Client  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,7 +133,7 @@ def run_mode(name: str, extra_env: dict, args) -> dict[str, tuple[list[float], f
         seeded = json.loads(manage(env, "shell", "-c", SEED).strip().splitlines()[-1])
         port = free_port()
         log = open(Path(data_dir) / "web.log", "wb")  # noqa: SIM115 - closed below
-        processes = args.web_processes if name.startswith("production") else 1  # in-memory layer: one process
+        processes = 1 if name == "embedded" else args.web_processes  # in-memory layer: one process
         web = subprocess.Popen(web_server_command("127.0.0.1", port, processes), cwd=REPO, env=env,
                                stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -148,6 +148,10 @@ def run_mode(name: str, extra_env: dict, args) -> dict[str, tuple[list[float], f
                     pass
                 if time.monotonic() > deadline or web.poll() is not None:
                     raise RuntimeError(f"{name}: server did not answer:\n{Path(data_dir, 'web.log').read_text()}")
+                time.sleep(0.5)
+            while processes > 1 and reuse_port_available() and listening_sockets(port) < processes:
+                if time.monotonic() > deadline:  # until then new connections all go to the first ones
+                    raise RuntimeError(f"{name}: only {listening_sockets(port)} of {processes} web processes listen")
                 time.sleep(0.5)
             results = {}
             for kind, suffix in (("png", "slices/{z}.png"), ("raw", "slices/{z}.raw")):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 
 ASGI_APP = "backend.myolabel.asgi:application"
 
@@ -31,3 +32,19 @@ def web_server_command(host: str, port: int, processes: int = 1) -> list[str]:
 def reuse_port_available() -> bool:
     """Whether the kernel spreads connections across sockets bound with SO_REUSEPORT (Linux)."""
     return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on TCP ``port`` on this host (Linux /proc; 0 elsewhere).
+
+    Callers that start several web processes wait for all of them: a worker binds its
+    socket only once Django is loaded, and until then the kernel sends every new
+    connection to the workers already listening.
+    """
+    count = 0
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        if table.exists():
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                count += int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
+    return count

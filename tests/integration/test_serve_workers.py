@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.core.webserver import reuse_port_available, web_server_command
+from backend.core.webserver import listening_sockets, reuse_port_available, web_server_command
 from tests.integration.stack import REPO, free_port
 
 pytestmark = pytest.mark.skipif(not reuse_port_available(), reason="SO_REUSEPORT spreading needs Linux")
@@ -71,7 +71,7 @@ def server(tmp_path):
     proc = subprocess.Popen(web_server_command("127.0.0.1", port, 2), cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
-        _wait(lambda: len(_children(proc.pid)) == 2 and _answers(port))
+        _wait(lambda: len(_children(proc.pid)) == 2 and listening_sockets(port) == 2 and _answers(port))
         yield proc, port, env, tmp_path / "web.log"
     finally:
         if proc.poll() is None:
@@ -83,7 +83,6 @@ def server(tmp_path):
 def test_connections_are_spread_over_both_workers(server):
     proc, port, _, _ = server
     workers = _children(proc.pid)
-    _wait(lambda: all(_answers(port) for _ in range(4)))
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
     try:
         time.sleep(1.0)  # each worker's loop accepts its share
@@ -101,7 +100,7 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_everything(server):
     first, second = _children(proc.pid)
     os.kill(first, signal.SIGKILL)
     _wait(lambda: first not in _children(proc.pid) and len(_children(proc.pid)) == 2)
-    _wait(lambda: _answers(port))
+    _wait(lambda: listening_sockets(port) == 2 and _answers(port))
     workers = _children(proc.pid)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
