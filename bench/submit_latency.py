@@ -70,8 +70,11 @@ print(json.dumps({{"project": project.id, "step": step.id, "tokens": tokens}}))
 """
 
 
-async def annotate(port: int, token: str, project: int, out: dict, think: float) -> None:
-    """One scripted annotator on its own keep-alive connection: claim, read, (think,) submit, until none is left."""
+async def annotate(port: int, token: str, project: int, out: dict, think, index: int) -> None:
+    """One scripted annotator on its own keep-alive connection: claim, read, (think,) submit, until none is left.
+
+    ``think(index)`` gives the seconds spent on each query.
+    """
     client = Client("127.0.0.1", port, {"Authorization": f"Token {token}", "Content-Type": "application/json"})
 
     async def call(method: str, path: str, body: dict | None = None):
@@ -93,7 +96,7 @@ async def annotate(port: int, token: str, project: int, out: dict, think: float)
             _, _, read_seconds = await call("GET", f"/api/projects/{project}/queries/{q['id']}/")
             mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=SIZE * SIZE).astype(bool)
             labels = np.where(mask, 1, 255).astype(np.uint8)
-            await asyncio.sleep(think)  # the expert painting the queried pixels
+            await asyncio.sleep(think(index))  # the expert painting the queried pixels
             status, body, seconds = await call("POST", f"/api/projects/{project}/queries/{q['id']}/submit/",
                                                {"labels": base64.b64encode(labels.tobytes()).decode(),
                                                 "seconds_spent": 1.0})
@@ -104,8 +107,18 @@ async def annotate(port: int, token: str, project: int, out: dict, think: float)
         await client.close()
 
 
-async def annotate_all(port: int, tokens: list[str], project: int, out: dict, think: float) -> None:
-    await asyncio.gather(*(annotate(port, token, project, out, think) for token in tokens))
+async def annotate_all(port: int, tokens: list[str], project: int, out: dict, think) -> None:
+    await asyncio.gather(*(annotate(port, token, project, out, think, i) for i, token in enumerate(tokens)))
+
+
+def think_time(mean: float, lockstep: bool):
+    """Seconds per query: ``mean`` for everyone (lockstep), or uniform in [0.5, 1.5] x mean per query.
+
+    Twenty people never take the same time for every slice; with one fixed time the
+    scripted annotators stay in step and submit in bursts of twenty.
+    """
+    rng = np.random.default_rng(0)
+    return (lambda _: mean) if lockstep or mean == 0 else (lambda _: mean * rng.uniform(0.5, 1.5))
 
 
 def p95(values: list[float]) -> float:
@@ -119,6 +132,8 @@ def main() -> None:
     parser.add_argument("--embedded", action="store_true")
     parser.add_argument("--web-processes", type=int, default=1,
                         help="web processes in production mode (1: daphne; more: uvicorn workers)")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="every annotator thinks exactly --think seconds (default: 0.5 to 1.5 x --think, varied)")
     parser.add_argument("--think", type=float, default=0.0,
                         help="seconds each annotator spends on a query before submitting (0: none)")
     parser.add_argument("--conn-max-age", default="0",
@@ -145,7 +160,8 @@ def main() -> None:
                 n=args.queries, size=SIZE, annotators=args.annotators)).strip().splitlines()[-1])
             out: dict = {"submit": [], "read": [], "created": [], "errors": []}
             started = time.perf_counter()
-            asyncio.run(annotate_all(stack.port, setup["tokens"], setup["project"], out, args.think))
+            asyncio.run(annotate_all(stack.port, setup["tokens"], setup["project"], out,
+                                     think_time(args.think, args.lockstep)))
             wall = time.perf_counter() - started
             stored = stack.get(f"/api/projects/{setup['project']}/steps/{setup['step']}/queries/")
             if out["errors"]:
@@ -161,7 +177,7 @@ def main() -> None:
                     conn.execute(f'DROP DATABASE IF EXISTS "{env["DATABASE_URL"].rsplit("/", 1)[1]}" WITH (FORCE)')
     answered = [q for q in stored if q["status"] == "answered"]
     duplicates = len(out["created"]) - len(set(out["created"]))
-    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} queries, think {args.think:g} s, "
+    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} queries, think {args.think:g} s{' (lockstep)' if args.lockstep else ''}, "
           f"{args.web_processes if env else 1} web process(es), cpu count {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"accepted submissions: {len(out['created'])}, answered rows: {len(answered)}, "
