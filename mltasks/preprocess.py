@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import cc3d
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from mltasks.errors import InvalidArray
 from mltasks.geometry import Geometry
@@ -235,3 +237,31 @@ def _check_shape(array: np.ndarray, geometry: Geometry, name: str) -> None:
         raise InvalidArray(
             f"{name} shape {array.shape} does not match geometry shape {geometry.shape} (z, y, x)"
         )
+
+
+# Air is about -1000 HU and fat about -100 HU: -500 separates the body from air with margin.
+BODY_THRESHOLD_HU = -500.0
+
+
+def body_from_hu(hu_slices: np.ndarray, *, threshold: float = BODY_THRESHOLD_HU) -> np.ndarray:
+    """Body mask of axial HU slices where no body network is at hand (**choice**).
+
+    Per slice: tissue above ``threshold``, holes filled (gas in the bowel belongs to
+    the body), and only the largest 8-connected region kept, so the table and a
+    calibration phantom beside the patient drop out.
+
+    Args:
+        hu_slices: (N, H, W) HU.
+        threshold: HU above which a pixel is tissue.
+    Returns:
+        (N, H, W) bool; a slice with no tissue is all False.
+    """
+    hu = np.asarray(hu_slices)
+    if hu.ndim != 3:
+        raise InvalidArray(f"hu_slices must be (N, H, W), got shape {hu.shape}")
+    body = np.zeros(hu.shape, dtype=bool)
+    for i, tissue in enumerate(hu > threshold):
+        if tissue.any():
+            largest = cc3d.largest_k(tissue, k=1, connectivity=8) > 0
+            body[i] = ndimage.binary_fill_holes(largest)
+    return body

@@ -36,7 +36,7 @@ from mltasks.metrics import evaluate_volume
 from mltasks.nets import NetConfig, UNet
 from mltasks.nets import profile as net_profile
 from mltasks.postprocess import keep_largest_components
-from mltasks.preprocess import normalise_hu
+from mltasks.preprocess import body_from_hu, normalise_hu
 from mltasks.preprocess import to_original_grid as ml_to_original_grid
 from mltasks.progress import ProgressCallback, report
 from mltasks.report import structure_report
@@ -223,9 +223,14 @@ def segment_volume(
 
 # --- selection and queries ------------------------------------------------------------
 
-def slice_scores(uncertainty: np.ndarray) -> np.ndarray:
-    """(N,) slice scores: mean pixel uncertainty over the slice (**choice**: no body model yet)."""
-    return mlquery.slice_scores(uncertainty)
+def slice_scores(uncertainty: np.ndarray, hu_slices: np.ndarray) -> np.ndarray:
+    """(N,) slice scores: mean pixel uncertainty inside the body (method.md §4).
+
+    Projects train no body network, so the body comes from the HU slices
+    (``mltasks.preprocess.body_from_hu``); averaged over whole slices instead, a slice
+    showing a thin part of the body would score low however unsure the model is there.
+    """
+    return mlquery.slice_scores(uncertainty, body=body_from_hu(hu_slices))
 
 
 def select_slices(

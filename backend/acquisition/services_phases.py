@@ -166,8 +166,9 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
         hu = engine.scan_hu(scan)
         for start in range(0, len(zs), CHUNK):
             chunk = zs[start:start + CHUNK]
-            res = engine.predict_slices(np.asarray(hu[chunk]), model, t_samples=step.mc_samples, seed=step.pk)
-            chunk_scores = engine.slice_scores(res.uncertainty)
+            chunk_hu = np.asarray(hu[chunk])
+            res = engine.predict_slices(chunk_hu, model, t_samples=step.mc_samples, seed=step.pk)
+            chunk_scores = engine.slice_scores(res.uncertainty, chunk_hu)
             for i, z in enumerate(chunk):
                 kept[len(keys)] = (res.labels[i], res.uncertainty[i].astype(np.float16))
                 keys.append((scan.id, z))

@@ -208,3 +208,17 @@ def test_training_starts_from_the_current_model_unless_told_not_to_or_the_net_ch
     monkeypatch.setattr(engine, "train_model", spy)
     assert run_phase(step, State.TRAINING) == "done"
     assert (seen["init"] is not None) == warm
+
+
+def test_slice_scores_average_uncertainty_inside_the_body_not_over_the_slice():
+    from backend.acquisition import engine
+
+    hu = np.full((2, 40, 40), -1000, np.int16)
+    hu[0, 5:35, 5:35] = 40  # a wide body, moderately uncertain
+    hu[1, 15:25, 15:25] = 40  # a thin part of the body, very uncertain
+    u = np.zeros(hu.shape, np.float32)
+    u[0, 5:35, 5:35] = 0.2
+    u[1, 15:25, 15:25] = 0.5
+    scores = engine.slice_scores(u, hu)
+    np.testing.assert_allclose(scores, [0.2, 0.5], rtol=1e-6)
+    assert u[1].mean() < u[0].mean()  # over whole slices the thin slice would have ranked last

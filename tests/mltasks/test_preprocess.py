@@ -183,3 +183,25 @@ def test_bad_arguments_are_reported():
         preprocess_volume(np.zeros((3, 4, 4)), ct)
     with pytest.raises(InvalidArray, match="interpolation must be"):
         to_original_grid(np.zeros((2, 4, 4)), ct, ct, interpolation="cubic")
+
+
+def test_body_from_hu_keeps_the_largest_region_with_its_holes_filled():
+    from mltasks.preprocess import body_from_hu
+
+    hu = np.full((2, 20, 30), -1000, np.int16)
+    hu[0, 2:18, 2:20] = 40  # the body
+    hu[0, 8:12, 8:12] = -900  # gas inside it: body
+    hu[0, 2:18, 24:28] = 200  # a table beside it: not body
+    body = body_from_hu(hu)
+    expected = np.zeros((20, 30), bool)
+    expected[2:18, 2:20] = True
+    assert np.array_equal(body[0], expected)
+    assert not body[1].any()  # nothing but air
+
+
+def test_body_from_hu_refuses_a_volume_that_is_not_a_stack_of_slices():
+    from mltasks.errors import InvalidArray
+    from mltasks.preprocess import body_from_hu
+
+    with pytest.raises(InvalidArray, match=r"\(N, H, W\)"):
+        body_from_hu(np.zeros((4, 4)))
