@@ -1,7 +1,8 @@
 """Exports: label maps as NIfTI and DICOM-SEG, the per-muscle report as CSV, the training set
-with every pixel's provenance. These builders write what they are given on the scan's working
-grid (its stored geometry, which keeps the CT's physical position and orientation); the
-segmentation NIfTI downloads resample onto the original CT grid first (``apis_models``).
+with every pixel's provenance. The NIfTI and CSV builders write what they are given on the
+scan's working grid (its stored geometry, which keeps the CT's physical position and
+orientation); the segmentation NIfTI downloads resample onto the original CT grid first
+(``apis_models``), and the DICOM-SEG of a DICOM import refers to its original images.
 """
 
 from __future__ import annotations
@@ -86,24 +87,70 @@ def _with_type2_defaults(ds):
 
 
 def dicom_seg_bytes(segmentation: Segmentation) -> bytes:
-    """The segmentation as a DICOM-SEG (highdicom), referring to a DICOM rendering of the working-grid CT.
+    """The segmentation as a DICOM-SEG (highdicom) that a PACS can lay over the CT it was made from.
 
-    The source CT series is written on the fly from the stored volume (so NIfTI
-    imports get a SEG too); its UIDs are new, so the SEG travels with that series.
+    A scan imported from DICOM: the SEG refers to its original instances (kept as
+    uploaded), with the labels brought onto the original grid, one frame per source
+    image. Any other scan (NIfTI, MHA, NRRD): there are no DICOM images to refer to,
+    so a DICOM rendering of the working-grid CT is written on the fly with new UIDs,
+    and the SEG travels with that series.
     """
-    import highdicom as hd
-    import pydicom
-    from pydicom.sr.codedict import codes
-
     scan = segmentation.scan
     labels = load_npy(segmentation.labels)
+    sources = _original_series(scan)
+    if sources:
+        on_original = engine.to_original_grid(labels, scan.geometry, scan.original_geometry, labels=True)
+        frames = on_original[[_slice_index(ds, scan.original_geometry) for ds in sources]]
+    else:
+        sources, frames = _working_grid_series(scan), labels
+    return _segmentation(segmentation, sources, frames)
+
+
+def _original_series(scan) -> list:
+    """The scan's original DICOM instances (headers only) in slice order; [] when it has none."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if scan.source_format != "dicom" or not scan.series_uid:
+        return []
+    found = []
+    for row in scan.files.all():
+        with row.file.open("rb") as fh:
+            try:
+                ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            except (InvalidDicomError, EOFError, ValueError):
+                continue  # DICOMDIR, notes, anything beside the images
+        if getattr(ds, "SeriesInstanceUID", None) == scan.series_uid and "ImagePositionPatient" in ds:
+            found.append(_with_type2_defaults(ds))
+    if len(found) != scan.original_geometry["shape"][0]:
+        return []  # not one instance per slice (an old import, files missing): refer to a rendering instead
+    return sorted(found, key=lambda ds: _slice_index(ds, scan.original_geometry))
+
+
+def _slice_index(ds, geometry: dict) -> int:
+    """The z index on ``geometry`` of a DICOM instance, from its position along the slice normal."""
+    direction = np.asarray(geometry["direction"], dtype=np.float64).reshape(3, 3)
+    offset = np.asarray(ds.ImagePositionPatient, dtype=np.float64) - np.asarray(geometry["origin"])
+    return int(round(float(offset @ direction[:, 2]) / geometry["spacing"][0]))
+
+
+def _working_grid_series(scan) -> list:
+    import pydicom
+
     hu = np.asarray(engine.scan_hu(scan))
-    label_rows = list(segmentation.project.label_set.labels.order_by("value"))
-    present = [lab for lab in label_rows if (labels == lab.value).any()]
     with tempfile.TemporaryDirectory() as tmp:
         paths = engine.write_dicom_ct(hu, scan.geometry, tmp, series_description=f"MyoLabel working grid {scan.name}",
                                       patient_id=scan.patient_id or "ANON")
-        sources = [_with_type2_defaults(pydicom.dcmread(p)) for p in paths]
+        return [_with_type2_defaults(pydicom.dcmread(p)) for p in paths]
+
+
+def _segmentation(segmentation: Segmentation, sources: list, labels: np.ndarray) -> bytes:
+    """A binary DICOM-SEG of ``labels`` (one frame per source image, in their order)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    label_rows = list(segmentation.project.label_set.labels.order_by("value"))
+    present = [lab for lab in label_rows if (labels == lab.value).any()]
     # Relabel to segment numbers 1..n in label-value order (DICOM-SEG needs consecutive numbers).
     lut = np.zeros(256, np.uint16)
     for number, lab in enumerate(present, start=1):
