@@ -209,12 +209,12 @@ def load_volumes(
     return read(data["pool"]), read(data["test"]), default_label_set()
 
 
-def _evenly_spaced(n_slices: int, fraction: float) -> np.ndarray:
+def evenly_spaced(n_slices: int, fraction: float) -> np.ndarray:
     k = min(n_slices, max(1, round(fraction * n_slices)))
     return ((np.arange(k) + 0.5) * n_slices / k).astype(np.int64)
 
 
-def _al_config(config: SimulationConfig, n_classes: int, n_select: int) -> ALConfig:
+def al_config(config: SimulationConfig, n_classes: int, n_select: int) -> ALConfig:
     net = dict(config.network)
     prof = net.pop("profile", "fast")
     overrides = {k: net[k] for k in ("matrix", "width", "depth", "dropout") if k in net}
@@ -240,7 +240,7 @@ def run_simulation(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        base = _al_config(config, default_label_set().n_classes, 1)
+        base = al_config(config, default_label_set().n_classes, 1)
     except (TypeError, MyoLabelError) as exc:
         raise InvalidSimulationConfig(f"bad network/training settings: {exc}") from exc
     pool_vols, test_vols, label_set = load_volumes(config, base.net.matrix, on_progress=on_progress)
@@ -255,7 +255,7 @@ def run_simulation(
     starts = np.cumsum([0] + [v.images.shape[0] for v in pool_vols])[:-1]
     labelled0 = np.zeros(images.shape[0], bool)
     for s, v in zip(starts, pool_vols, strict=True):
-        labelled0[s + _evenly_spaced(v.images.shape[0], config.initial_fraction)] = True
+        labelled0[s + evenly_spaced(v.images.shape[0], config.initial_fraction)] = True
     n_select = sum(max(1, round(config.step_fraction * v.images.shape[0])) for v in pool_vols)
     tests = [TestVolume(v.name, v.images, v.labels, v.spacing) for v in test_vols]
     eval_kw = {"t_samples": base.t_samples, "batch_size": base.batch_size, "seed": config.seed}

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mltasks.active import TestVolume, TrainingSet, evaluate, retrain  # noqa: E402
 from mltasks.labels import default_label_set  # noqa: E402
-from mltasks.simulate import SimulationConfig, _al_config, _evenly_spaced, load_volumes  # noqa: E402
+from mltasks.simulate import SimulationConfig, al_config, evenly_spaced, load_volumes  # noqa: E402
 
 
 def main() -> None:
@@ -32,10 +32,10 @@ def main() -> None:
         data={"kind": "phantoms", "pool": 3, "test": 1, "size": [24, 128, 128], "seed": 1},
         network={"profile": prof, "matrix": matrix, "slice_interval_mm": "native", "t_samples": 5, "batch_size": 8},
         training={"max_epochs": epochs, "patience": 0, "augment": False, "batch_size": batch, "val_samples": 2})
-    base = _al_config(cfg, default_label_set().n_classes, 1)
+    base = al_config(cfg, default_label_set().n_classes, 1)
     pool, tests, label_set = load_volumes(cfg, base.net.matrix)
     base = replace(base, net=replace(base.net, n_classes=label_set.n_classes))
-    picks = [_evenly_spaced(v.images.shape[0], fraction) for v in pool]
+    picks = [evenly_spaced(v.images.shape[0], fraction) for v in pool]
     images = np.concatenate([v.images[i] for v, i in zip(pool, picks, strict=True)])
     labels = np.concatenate([v.labels[i] for v, i in zip(pool, picks, strict=True)])
     start = time.time()
