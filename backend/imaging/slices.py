@@ -18,8 +18,9 @@ DEFAULT_PRESET = "soft"
 
 # zlib level of slice PNGs; 0 stores the pixels uncompressed. Any level >= 1 gives the same
 # bytes, because deflate runs with run-length matching only (Z_RLE): on a 512 x 512 CT slice
-# that took 1.2 ms for 107 kB where level 1's default string matching took 2.7 ms for 115 kB
-# (label slices, long runs of one value, gain even more). MYOLABEL_PNG_LEVEL (settings) picks it.
+# that took 1.2 ms for 107 kB where level 1's default string matching took 2.7 ms for 115 kB;
+# a label slice comes out at half the bytes for 0.1 ms more (python bench/png_encode.py).
+# MYOLABEL_PNG_LEVEL (settings) picks the level.
 PNG_COMPRESS_LEVEL = 1
 
 _INT16_OFFSET = 32768
