@@ -93,7 +93,7 @@ def _parse(scope, match) -> dict | None:
     accept = headers.get(b"accept")
     if accept is not None and not _ACCEPTS[kind] & {part.split(b";")[0].strip() for part in accept.split(b",")}:
         return None
-    if settings.SECURE_SSL_REDIRECT and not _is_secure(scope, headers):
+    if settings.SECURE_SSL_REDIRECT and not _is_secure(scope, headers) or not _host_allowed(headers):
         return None
     request = {"scan_id": int(match.group(1)), "z": int(match.group(2)), "kind": kind, "headers": headers,
                "secure": _is_secure(scope, headers)}
@@ -194,6 +194,19 @@ def _render(hu: np.ndarray, request: dict) -> bytes:
     window, level = request["window"]
     grey = slices.window_to_uint8(hu, window=window, level=level)
     return slices.encode_png(grey, level=settings.MYOLABEL_PNG_LEVEL)
+
+
+def _host_allowed(headers: dict) -> bool:
+    """Whether Django would accept the request's host (ALLOWED_HOSTS); a bad one gets Django's 400."""
+    from django.http.request import split_domain_port, validate_host
+
+    host = headers.get(b"x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
+    host = host or headers.get(b"host")
+    if not host:
+        return False
+    domain, _ = split_domain_port(host.decode("latin-1").split(",")[-1].strip())
+    allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
+    return bool(domain) and validate_host(domain, allowed)
 
 
 def _is_secure(scope, headers: dict) -> bool:

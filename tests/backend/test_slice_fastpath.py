@@ -55,7 +55,7 @@ def _call(app, path: str, query: str = "", headers: dict | None = None):
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
              "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
              "root_path": "", "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
-             "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
+             "headers": [(k.lower().encode(), v.encode()) for k, v in {"Host": "testserver", **(headers or {})}.items()]}
     messages = []
     delivered = False
 
@@ -131,6 +131,7 @@ REQUESTS = [
     ("inactive", "/api/scans/{scan}/slices/1.png", "", {}, PASSED),
     ("anonymous", "/api/scans/{scan}/slices/1.png", "", {}, PASSED),
     ("bad token", "/api/scans/{scan}/slices/1.raw", "", {}, PASSED),
+    ("annotator", "/api/scans/{scan}/slices/1.raw", "", {"Host": "evil.example"}, PASSED),  # not in ALLOWED_HOSTS
 ]
 
 
