@@ -33,7 +33,7 @@ from backend.imaging import slices
 from backend.imaging.models import Scan
 from backend.imaging.volumes import local_path
 
-_PATH = re.compile(r"^/api/scans/([0-9]+)/slices/([0-9]+)\.(png|raw)$")
+_PATH = re.compile(r"^/api/scans/([0-9]{1,18})/slices/([0-9]{1,9})\.(png|raw)$")  # longer ids: Django's turn
 _NUMBER = re.compile(r"^-?[0-9]{1,6}(\.[0-9]{1,6})?$")
 _ACCEPTS = {"png": {b"image/png", b"image/*", b"*/*"}, "raw": {b"application/octet-stream", b"*/*"}}
 _VOLUMES_KEPT = 16  # memory maps held open per process (a handle each, pages shared with the OS cache)
@@ -61,7 +61,11 @@ class SliceFastPath:
         await self.app(scope, receive, send)
 
     def _answer_sync(self, request: dict) -> tuple[int, list, bytes] | None:
-        name = _visible_volume_name(request)
+        try:
+            name = _visible_volume_name(request)
+        except DatabaseError:
+            connection.close()  # Django's own path reconnects and answers this request
+            return None
         if name is None:
             return None
         volume = self._volume(name)
@@ -124,8 +128,7 @@ def _visible_volume_name(request: dict) -> str | None:
 
     One query, as DRF would authenticate (a session first, then ``Token``) and as
     ``access.scan_for`` decides. The connection stays open between requests (Django's
-    per-request close would make every slice check out and set up a connection again);
-    a failing one is closed, and Django's own path answers that request.
+    per-request close would make every slice check out and set up a connection again).
     """
     user_id = _session_user_id(request["headers"])
     if user_id is not None:
@@ -135,13 +138,9 @@ def _visible_volume_name(request: dict) -> str | None:
         if len(authorization) != 2 or authorization[0].lower() != b"token":
             return None
         who, param = "u.id = (SELECT t.user_id FROM {token} t WHERE t.key = %s)", authorization[1].decode("latin-1")
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(_sql(who), [request["scan_id"], param, Scan.Status.READY])
-            row = cursor.fetchone()
-    except DatabaseError:
-        connection.close()
-        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(who), [request["scan_id"], param, Scan.Status.READY])
+        row = cursor.fetchone()
     return row[0] if row else None
 
 
