@@ -4,7 +4,7 @@
 
 Exactness and time side by side for a few layer shapes of the paper net (2 threads). Measured
 2026-11-24 (issue 3 note): fused ReLU with prepacked weights from 1 % slower to 10 % faster per
-layer; 1x1 + pixel shuffle 2.3x slower than the transposed conv. Not used by the product.
+layer; 1x1 + pixel shuffle 1.2x slower than the transposed conv. Not used by the product.
 """
 
 # ruff: noqa: B023 - each lambda is timed within its own loop iteration
