@@ -184,16 +184,14 @@ class _SliceApi(APIView):
     @staticmethod
     def image(png: bytes) -> HttpResponse:
         response = HttpResponse(png, content_type="image/png")
-        response["Cache-Control"] = "private, max-age=3600"
+        response["Cache-Control"] = slices.CACHE_CONTROL
         return response
 
     @staticmethod
     def raw(array, dtype: str) -> HttpResponse:
         response = HttpResponse(slices.raw_bytes(array, dtype), content_type="application/octet-stream")
-        response["X-Shape"] = ",".join(str(n) for n in array.shape)
-        response["X-Dtype"] = dtype
-        response["Access-Control-Expose-Headers"] = "X-Shape, X-Dtype"
-        response["Cache-Control"] = "private, max-age=3600"
+        for name, value in slices.raw_headers(array.shape, dtype).items():
+            response[name] = value
         return response
 
 
@@ -204,8 +202,10 @@ class _RawSliceApi(_SliceApi):
 class WindowQuery(serializers.Serializer):
     preset = serializers.ChoiceField(choices=list(slices.WINDOW_PRESETS), required=False,
                                      help_text="soft: W 400 / L 40; bone: W 1800 / L 400. Default soft.")
-    window = FiniteFloatField(min_value=1.0, max_value=65536.0, required=False, help_text="Window width, HU.")
-    level = FiniteFloatField(min_value=-32768.0, max_value=32767.0, required=False, help_text="Window level, HU.")
+    window = FiniteFloatField(min_value=slices.WINDOW_RANGE[0], max_value=slices.WINDOW_RANGE[1], required=False,
+                              help_text="Window width, HU.")
+    level = FiniteFloatField(min_value=slices.LEVEL_RANGE[0], max_value=slices.LEVEL_RANGE[1], required=False,
+                             help_text="Window level, HU.")
 
     def validate(self, attrs):
         if ("window" in attrs) != ("level" in attrs):

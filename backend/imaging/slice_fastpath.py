@@ -73,7 +73,7 @@ class SliceFastPath:
             return None
         hu = volume[request["z"]]
         body = _render(hu, request)
-        return 200, _headers({**request, "shape": hu.shape}, len(body)), body
+        return 200, _headers(request["kind"], hu.shape, len(body), secure=request["secure"]), body
 
     def _volume(self, name: str) -> np.ndarray:
         # Stored names are never overwritten (volumes.py), so an open map never goes stale.
@@ -97,10 +97,11 @@ def _parse(scope, match) -> dict | None:
     accept = headers.get(b"accept")
     if accept is not None and not _ACCEPTS[kind] & {part.split(b";")[0].strip() for part in accept.split(b",")}:
         return None
-    if settings.SECURE_SSL_REDIRECT and not _is_secure(scope, headers) or not _host_allowed(headers):
+    secure = _is_secure(scope, headers)
+    if settings.SECURE_SSL_REDIRECT and not secure or not _host_allowed(headers):
         return None
     request = {"scan_id": int(match.group(1)), "z": int(match.group(2)), "kind": kind, "headers": headers,
-               "secure": _is_secure(scope, headers)}
+               "secure": secure}
     query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     if kind == "raw":
         return None if query else request
@@ -119,7 +120,9 @@ def _window(query: list[tuple[str, str]]) -> tuple[float, float] | None:
         if not {"window", "level"} <= params.keys() or not all(_NUMBER.match(params[k]) for k in ("window", "level")):
             return None
         window, level = float(params["window"]), float(params["level"])
-        return (window, level) if 1.0 <= window <= 65536.0 and -32768.0 <= level <= 32767.0 else None
+        in_range = slices.WINDOW_RANGE[0] <= window <= slices.WINDOW_RANGE[1] and (
+            slices.LEVEL_RANGE[0] <= level <= slices.LEVEL_RANGE[1])
+        return (window, level) if in_range else None
     return slices.WINDOW_PRESETS[params.get("preset", slices.DEFAULT_PRESET)]
 
 
@@ -218,17 +221,14 @@ def _is_secure(scope, headers: dict) -> bool:
     return headers.get(name, b"").split(b",")[0].strip().decode("latin-1") == proxy[1]
 
 
-def _headers(request: dict, length: int) -> list[tuple[bytes, bytes]]:
+def _headers(kind: str, shape: tuple[int, int], length: int, *, secure: bool) -> list[tuple[bytes, bytes]]:
     """The headers the DRF view and Django's middleware give the same response (the parity test checks)."""
-    if request["kind"] == "raw":
-        headers = [(b"Content-Type", b"application/octet-stream"), (b"X-Shape", b"%d,%d" % request["shape"]),
-                   (b"X-Dtype", b"<i2"), (b"Access-Control-Expose-Headers", b"X-Shape, X-Dtype")]
+    if kind == "raw":
+        found = {"Content-Type": "application/octet-stream", **slices.raw_headers(shape, "<i2")}
     else:
-        headers = [(b"Content-Type", b"image/png")]
-    headers += [(b"Cache-Control", b"private, max-age=3600"), (b"Vary", b"Accept, Cookie"),
-                (b"Allow", b"GET, HEAD, OPTIONS"), (b"Content-Length", str(length).encode())]
-    headers += _security_headers(request["secure"])
-    return headers
+        found = {"Content-Type": "image/png", "Cache-Control": slices.CACHE_CONTROL}
+    found |= {"Vary": "Accept, Cookie", "Allow": "GET, HEAD, OPTIONS", "Content-Length": str(length)}
+    return [(k.encode(), v.encode()) for k, v in found.items()] + _security_headers(secure)
 
 
 def _security_headers(secure: bool) -> list[tuple[bytes, bytes]]:

@@ -15,6 +15,17 @@ import numpy as np
 # Display presets (window width, level) in HU: soft tissue and bone, as radiology viewers use.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {"soft": (400.0, 40.0), "bone": (1800.0, 400.0)}
 DEFAULT_PRESET = "soft"
+# Accepted window widths and levels, HU (the DRF query serializer and the fast path both check these).
+WINDOW_RANGE = (1.0, 65536.0)
+LEVEL_RANGE = (-32768.0, 32767.0)
+# Slices never change once stored, so a browser may keep them; private: they are patient data.
+CACHE_CONTROL = "private, max-age=3600"
+
+
+def raw_headers(shape: tuple[int, ...], dtype: str) -> dict[str, str]:
+    """The headers of a raw slice response besides its content type: shape, dtype, caching."""
+    return {"X-Shape": ",".join(str(n) for n in shape), "X-Dtype": dtype,
+            "Access-Control-Expose-Headers": "X-Shape, X-Dtype", "Cache-Control": CACHE_CONTROL}
 
 # zlib level of slice PNGs; 0 stores the pixels uncompressed. Any level >= 1 gives the same
 # bytes, because deflate runs with run-length matching only (Z_RLE): on a 512 x 512 CT slice
