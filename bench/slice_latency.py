@@ -29,7 +29,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from backend.core.webserver import listening_sockets, reuse_port_available, web_server_command  # noqa: E402
+from backend.core.webserver import all_listening, listening_sockets, web_server_command  # noqa: E402
 from bench.loadgen import Client  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,7 +149,7 @@ def run_mode(name: str, extra_env: dict, args) -> dict[str, tuple[list[float], f
                 if time.monotonic() > deadline or web.poll() is not None:
                     raise RuntimeError(f"{name}: server did not answer:\n{Path(data_dir, 'web.log').read_text()}")
                 time.sleep(0.5)
-            while processes > 1 and reuse_port_available() and listening_sockets(port) < processes:
+            while not all_listening(port, processes):
                 if time.monotonic() > deadline:  # until then new connections all go to the first ones
                     raise RuntimeError(f"{name}: only {listening_sockets(port)} of {processes} web processes listen")
                 time.sleep(0.5)

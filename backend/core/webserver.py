@@ -48,3 +48,9 @@ def listening_sockets(port: int) -> int:
                 fields = line.split()
                 count += int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
     return count
+
+
+def all_listening(port: int, processes: int) -> bool:
+    """Whether every one of ``processes`` web processes on ``port`` listens (always true with one
+    process, or where the kernel does not spread connections over SO_REUSEPORT sockets)."""
+    return processes == 1 or not reuse_port_available() or listening_sockets(port) >= processes

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from backend.core.webserver import listening_sockets, reuse_port_available, web_server_command
+from backend.core.webserver import all_listening, web_server_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,8 +62,7 @@ class Stack:
         self.start_worker()
         self.procs["web"] = self._spawn("web", web_server_command("127.0.0.1", self.port, self.web_processes))
         self._wait_for(lambda: self.get("/api/health/")["checks"]["worker"]["ok"], "web server and worker")
-        if self.web_processes > 1 and reuse_port_available():
-            self._wait_for(lambda: listening_sockets(self.port) >= self.web_processes, "every web process")
+        self._wait_for(lambda: all_listening(self.port, self.web_processes), "every web process")
         return self
 
     def start_worker(self, name: str = "worker") -> None:
