@@ -2,7 +2,8 @@
 
     python bench/slice_latency.py [--clients 20] [--requests 25] [--seconds 60]
 
-Starts daphne itself on a free port with a fresh data folder: embedded mode always, and
+Starts the web server itself (daphne, or N uvicorn processes with --web-processes N) on a
+free port with a fresh data folder: embedded mode always, and
 production mode too when PostgreSQL and Redis answer on 127.0.0.1 (a fresh database is
 created and dropped; Redis database 13 is flushed at the end). Seeds one 512 x 512 body-like scan,
 then every client (bench/loadgen.py: keep-alive connections on one asyncio loop) asks for

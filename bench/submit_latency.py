@@ -70,10 +70,10 @@ print(json.dumps({{"project": project.id, "step": step.id, "tokens": tokens}}))
 """
 
 
-async def annotate(port: int, token: str, project: int, out: dict, think, index: int) -> None:
+async def annotate(port: int, token: str, project: int, out: dict, think) -> None:
     """One scripted annotator on its own keep-alive connection: claim, read, (think,) submit, until none is left.
 
-    ``think(index)`` gives the seconds spent on each query.
+    ``think()`` gives the seconds spent on each query.
     """
     client = Client("127.0.0.1", port, {"Authorization": f"Token {token}", "Content-Type": "application/json"})
 
@@ -96,7 +96,7 @@ async def annotate(port: int, token: str, project: int, out: dict, think, index:
             _, _, read_seconds = await call("GET", f"/api/projects/{project}/queries/{q['id']}/")
             mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=SIZE * SIZE).astype(bool)
             labels = np.where(mask, 1, 255).astype(np.uint8)
-            await asyncio.sleep(think(index))  # the expert painting the queried pixels
+            await asyncio.sleep(think())  # the expert painting the queried pixels
             status, body, seconds = await call("POST", f"/api/projects/{project}/queries/{q['id']}/submit/",
                                                {"labels": base64.b64encode(labels.tobytes()).decode(),
                                                 "seconds_spent": 1.0})
@@ -108,7 +108,7 @@ async def annotate(port: int, token: str, project: int, out: dict, think, index:
 
 
 async def annotate_all(port: int, tokens: list[str], project: int, out: dict, think) -> None:
-    await asyncio.gather(*(annotate(port, token, project, out, think, i) for i, token in enumerate(tokens)))
+    await asyncio.gather(*(annotate(port, token, project, out, think) for token in tokens))
 
 
 def think_time(mean: float, lockstep: bool):
@@ -118,7 +118,7 @@ def think_time(mean: float, lockstep: bool):
     scripted annotators stay in step and submit in bursts of twenty.
     """
     rng = np.random.default_rng(0)
-    return (lambda _: mean) if lockstep or mean == 0 else (lambda _: mean * rng.uniform(0.5, 1.5))
+    return (lambda: mean) if lockstep or mean == 0 else (lambda: mean * rng.uniform(0.5, 1.5))
 
 
 def p95(values: list[float]) -> float:
