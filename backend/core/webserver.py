@@ -34,6 +34,9 @@ def reuse_port_available() -> bool:
     return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
 
 
+LISTEN, ESTABLISHED = "0A", "01"  # socket states as /proc/net/tcp writes them
+
+
 def listening_sockets(port: int) -> int:
     """How many sockets listen on TCP ``port`` on this host (Linux /proc; 0 elsewhere).
 
@@ -41,13 +44,19 @@ def listening_sockets(port: int) -> int:
     socket only once Django is loaded, and until then the kernel sends every new
     connection to the workers already listening.
     """
-    count = 0
+    return len(tcp_sockets(port, LISTEN))
+
+
+def tcp_sockets(port: int, state: str) -> set[str]:
+    """Inodes of this host's TCP sockets whose local port is ``port`` and whose state is ``state``."""
+    found = set()
     for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
         if table.exists():
             for line in table.read_text().splitlines()[1:]:
                 fields = line.split()
-                count += int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
-    return count
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    found.add(fields[9])
+    return found
 
 
 def all_listening(port: int, processes: int) -> bool:

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from backend.core.webserver import listening_sockets, reuse_port_available, web_server_command
+from backend.core.webserver import (
+    ESTABLISHED,
+    listening_sockets,
+    reuse_port_available,
+    tcp_sockets,
+    web_server_command,
+)
 from tests.integration.stack import REPO, free_port
 
 pytestmark = pytest.mark.skipif(not reuse_port_available(), reason="SO_REUSEPORT spreading needs Linux")
@@ -51,16 +57,6 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def _established_inodes(port: int) -> set[str]:
-    """Inodes of the server side of established TCP connections on ``port`` (/proc/net/tcp, state 01)."""
-    found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
-            found.add(fields[9])
-    return found
-
-
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
@@ -86,7 +82,7 @@ def test_connections_are_spread_over_both_workers(server):
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
     try:
         time.sleep(1.0)  # each worker's loop accepts its share
-        established = _established_inodes(port)
+        established = tcp_sockets(port, ESTABLISHED)
         per_worker = [len(_socket_inodes(pid) & established) for pid in workers]
     finally:
         for client in clients:
