@@ -1,8 +1,10 @@
 """20 concurrent scripted annotators submit 1,000 answers to a live server on loopback.
 
 Checks that no answer is lost or duplicated, and measures the submit latency side by
-side with an authenticated read of the same size class (GET of one query) in the same
-run, so the ratio does not depend on the machine.
+side with the claim (``queries/next/``, which returns the query's rasters) in the same
+run, so the ratio does not depend on the machine. Each annotator does what the
+annotator page does: take the next query, answer it, take the next. ``--read`` adds a
+GET of every query after claiming it, as earlier versions of this benchmark did.
 
     python bench/submit_latency.py                 # PostgreSQL + Redis when reachable, else embedded
     python bench/submit_latency.py --embedded      # SQLite + filesystem broker
@@ -70,8 +72,8 @@ print(json.dumps({{"project": project.id, "step": step.id, "tokens": tokens}}))
 """
 
 
-async def annotate(port: int, token: str, project: int, out: dict, think) -> None:
-    """One scripted annotator on its own keep-alive connection: claim, read, (think,) submit, until none is left.
+async def annotate(port: int, token: str, project: int, out: dict, think, read: bool) -> None:
+    """One scripted annotator on its own keep-alive connection: claim, (read,) (think,) submit, until none is left.
 
     ``think()`` gives the seconds spent on each query.
     """
@@ -87,13 +89,16 @@ async def annotate(port: int, token: str, project: int, out: dict, think) -> Non
 
     try:
         while True:
-            status, q, _ = await call("POST", f"/api/projects/{project}/queries/next/")
+            status, q, claim_seconds = await call("POST", f"/api/projects/{project}/queries/next/")
             if status == 204:
                 return
             if status != 200:
                 out["errors"].append((status, q))
                 continue
-            _, _, read_seconds = await call("GET", f"/api/projects/{project}/queries/{q['id']}/")
+            out["claim"].append(claim_seconds)
+            if read:
+                _, _, read_seconds = await call("GET", f"/api/projects/{project}/queries/{q['id']}/")
+                out["read"].append(read_seconds)
             mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=SIZE * SIZE).astype(bool)
             labels = np.where(mask, 1, 255).astype(np.uint8)
             await asyncio.sleep(think())  # the expert painting the queried pixels
@@ -101,14 +106,13 @@ async def annotate(port: int, token: str, project: int, out: dict, think) -> Non
                                                {"labels": base64.b64encode(labels.tobytes()).decode(),
                                                 "seconds_spent": 1.0})
             out["submit"].append(seconds)
-            out["read"].append(read_seconds)
             out["created"].append(q["id"]) if status == 201 else out["errors"].append((status, body))
     finally:
         await client.close()
 
 
-async def annotate_all(port: int, tokens: list[str], project: int, out: dict, think) -> None:
-    await asyncio.gather(*(annotate(port, token, project, out, think) for token in tokens))
+async def annotate_all(port: int, tokens: list[str], project: int, out: dict, think, read: bool) -> None:
+    await asyncio.gather(*(annotate(port, token, project, out, think, read) for token in tokens))
 
 
 def think_time(mean: float, lockstep: bool):
@@ -136,6 +140,8 @@ def main() -> None:
                         help="every annotator thinks exactly --think seconds (default: 0.5 to 1.5 x --think, varied)")
     parser.add_argument("--think", type=float, default=0.0,
                         help="seconds each annotator spends on a query before submitting (0: none)")
+    parser.add_argument("--read", action="store_true",
+                        help="also GET every query after claiming it (the annotator page does not)")
     parser.add_argument("--conn-max-age", default="0",
                         help="DATABASE_CONN_MAX_AGE of the server; the default 60 keeps one PostgreSQL connection "
                              "per daphne worker thread and ran out of connections (100) in this benchmark")
@@ -158,10 +164,10 @@ def main() -> None:
             stack.start()
             setup = json.loads(stack.manage("shell", "-c", SETUP.format(
                 n=args.queries, size=SIZE, annotators=args.annotators)).strip().splitlines()[-1])
-            out: dict = {"submit": [], "read": [], "created": [], "errors": []}
+            out: dict = {"submit": [], "claim": [], "read": [], "created": [], "errors": []}
             started = time.perf_counter()
             asyncio.run(annotate_all(stack.port, setup["tokens"], setup["project"], out,
-                                     think_time(args.think, args.lockstep)))
+                                     think_time(args.think, args.lockstep), args.read))
             wall = time.perf_counter() - started
             stored = stack.get(f"/api/projects/{setup['project']}/steps/{setup['step']}/queries/")
             if out["errors"]:
@@ -177,16 +183,19 @@ def main() -> None:
                     conn.execute(f'DROP DATABASE IF EXISTS "{env["DATABASE_URL"].rsplit("/", 1)[1]}" WITH (FORCE)')
     answered = [q for q in stored if q["status"] == "answered"]
     duplicates = len(out["created"]) - len(set(out["created"]))
-    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} queries, think {args.think:g} s{' (lockstep)' if args.lockstep else ''}, "
+    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} queries, think {args.think:g} s"
+          f"{' (lockstep)' if args.lockstep else ''}{', a GET of each query' if args.read else ''}, "
           f"{args.web_processes if env else 1} web process(es), cpu count {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"accepted submissions: {len(out['created'])}, answered rows: {len(answered)}, "
           f"duplicates: {duplicates}, errors: {len(out['errors'])} {out['errors'][:3]}")
     print(f"lost: {args.queries - len(answered)}")
     print(f"submit latency  p50 {1000 * statistics.median(out['submit']):.1f} ms, p95 {1000 * p95(out['submit']):.1f} ms")
-    print(f"read (GET query) p50 {1000 * statistics.median(out['read']):.1f} ms, p95 {1000 * p95(out['read']):.1f} ms")
-    print(f"ratio submit/read: p50 {statistics.median(out['submit']) / statistics.median(out['read']):.2f}, "
-          f"p95 {p95(out['submit']) / p95(out['read']):.2f}")
+    for name, label in (("claim", "claim (POST next)"), ("read", "read (GET query)")):
+        if out[name]:
+            print(f"{label} p50 {1000 * statistics.median(out[name]):.1f} ms, p95 {1000 * p95(out[name]):.1f} ms; "
+                  f"ratio submit/{name}: p50 {statistics.median(out['submit']) / statistics.median(out[name]):.2f}, "
+                  f"p95 {p95(out['submit']) / p95(out[name]):.2f}")
     print(f"throughput: {len(out['created']) / wall:.1f} submissions/s over {wall:.1f} s")
 
 

@@ -25,28 +25,56 @@ from backend.acquisition.services import (
     query_submit,
 )
 
+_TIME = serializers.DateTimeField()
 
-class QueryOutput(serializers.ModelSerializer):
-    step_number = serializers.IntegerField(source="step.number")
+
+def _time(value) -> str | None:
+    return None if value is None else _TIME.to_representation(value)
+
+
+def query_output(q: Query) -> dict:
+    """An annotator's view of a query (``QueryOutput``); the fast path sends the same."""
+    return {"id": q.id, "step": q.step_id, "step_number": q.step.number, "scan": q.scan_id, "z": q.z,
+            "height": q.height, "width": q.width, "status": q.status, "n_queried": q.n_queried,
+            "n_pixels": q.n_pixels, "mac": float(q.mac), "assignee": q.assignee_id,
+            "lock_expires": _time(q.lock_expires), "claimed_at": _time(q.claimed_at),
+            "answered_by": q.answered_by_id, "answered_at": _time(q.answered_at),
+            "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent),
+            "mask": codec.b64(q.mask), "predicted": codec.b64(q.predicted), "uncertainty": codec.b64(q.uncertainty)}
+
+
+def submission_output(q: Query) -> dict:
+    """What answering a query returns (``QuerySubmitOutput``); the fast path sends the same."""
+    return {"id": q.id, "status": q.status, "answered_by": q.answered_by_id, "answered_at": _time(q.answered_at),
+            "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent), "n_queried": q.n_queried}
+
+
+# The two output serializers document the API; query_output and submission_output build
+# the data, one function each for the DRF views and the fast path (query_fastpath.py).
+class QueryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    step = serializers.IntegerField()
+    step_number = serializers.IntegerField()
+    scan = serializers.IntegerField()
+    z = serializers.IntegerField()
+    height = serializers.IntegerField()
+    width = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Query.Status.choices)
+    n_queried = serializers.IntegerField()
+    n_pixels = serializers.IntegerField()
     mac = serializers.FloatField()
-    mask = serializers.SerializerMethodField(help_text="base64 of np.packbits(row-major bool mask)")
-    predicted = serializers.SerializerMethodField(help_text="base64 of zlib(uint8 row-major labels)")
-    uncertainty = serializers.SerializerMethodField(help_text="base64 of zlib(float16 little-endian row-major u)")
+    assignee = serializers.IntegerField(allow_null=True)
+    lock_expires = serializers.DateTimeField(allow_null=True)
+    claimed_at = serializers.DateTimeField(allow_null=True)
+    answered_by = serializers.IntegerField(allow_null=True)
+    answered_at = serializers.DateTimeField(allow_null=True)
+    seconds_spent = serializers.FloatField(allow_null=True)
+    mask = serializers.CharField(help_text="base64 of np.packbits(row-major bool mask)")
+    predicted = serializers.CharField(help_text="base64 of zlib(uint8 row-major labels)")
+    uncertainty = serializers.CharField(help_text="base64 of zlib(float16 little-endian row-major u)")
 
-    class Meta:
-        model = Query
-        fields = ["id", "step", "step_number", "scan", "z", "height", "width", "status", "n_queried", "n_pixels",
-                  "mac", "assignee", "lock_expires", "claimed_at", "answered_by", "answered_at", "seconds_spent",
-                  "mask", "predicted", "uncertainty"]
-
-    def get_mask(self, q) -> str:
-        return codec.b64(q.mask)
-
-    def get_predicted(self, q) -> str:
-        return codec.b64(q.predicted)
-
-    def get_uncertainty(self, q) -> str:
-        return codec.b64(q.uncertainty)
+    def to_representation(self, instance: Query) -> dict:
+        return query_output(instance)
 
 
 class QueryNextApi(AcquisitionApi):
@@ -92,23 +120,29 @@ class QuerySubmitApi(AcquisitionApi):
         seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0.0)
 
     @extend_schema_serializer(component_name="QuerySubmitOutput")
-    class OutputSerializer(serializers.ModelSerializer):
-        class Meta:
-            model = Query
-            fields = ["id", "status", "answered_by", "answered_at", "seconds_spent", "n_queried"]
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        status = serializers.ChoiceField(choices=Query.Status.choices)
+        answered_by = serializers.IntegerField(allow_null=True)
+        answered_at = serializers.DateTimeField(allow_null=True)
+        seconds_spent = serializers.FloatField(allow_null=True)
+        n_queried = serializers.IntegerField()
+
+        def to_representation(self, instance: Query) -> dict:
+            return submission_output(instance)
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request, project_id: int, query_id: int):
         query = query_of(request, project_id, query_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        labels = _decode(data.validated_data["labels"], data.validated_data["encoding"])
+        labels = decode_labels(data.validated_data["labels"], data.validated_data["encoding"])
         query = query_submit(query=query, user=request.user, labels=labels,
                              seconds_spent=data.validated_data.get("seconds_spent"))
         return Response(self.OutputSerializer(query).data, status=status.HTTP_201_CREATED)
 
 
-def _decode(text: str, encoding: str) -> np.ndarray:
+def decode_labels(text: str, encoding: str) -> np.ndarray:
     try:
         raw = codec.unb64(text)
         if encoding == "zlib":

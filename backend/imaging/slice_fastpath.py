@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from functools import lru_cache
-from importlib import import_module
 from threading import Lock
 from urllib.parse import parse_qsl
 
@@ -29,6 +28,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from backend.core import fastpath
 from backend.imaging import slices
 from backend.imaging.models import Scan
 from backend.imaging.volumes import local_path
@@ -54,9 +54,7 @@ class SliceFastPath:
             if match and (request := _parse(scope, match)) is not None:
                 response = await self._answer(request)
                 if response is not None:
-                    status, headers, body = response
-                    await send({"type": "http.response.start", "status": status, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
+                    await fastpath.send_response(send, *response)
                     return
         await self.app(scope, receive, send)
 
@@ -93,12 +91,9 @@ class SliceFastPath:
 def _parse(scope, match) -> dict | None:
     """The request's parameters, or None when it is anything but the plain case served here."""
     kind = match.group(3)
-    headers = dict(scope["headers"])  # repeated headers: the last wins, and only these few are read
-    accept = headers.get(b"accept")
-    if accept is not None and not _ACCEPTS[kind] & {part.split(b";")[0].strip() for part in accept.split(b",")}:
-        return None
-    secure = _is_secure(scope, headers)
-    if settings.SECURE_SSL_REDIRECT and not secure or not _host_allowed(headers):
+    headers = fastpath.parse_headers(scope)
+    secure = fastpath.is_secure(scope, headers)
+    if not fastpath.accepts(headers, _ACCEPTS[kind]) or not fastpath.request_allowed(headers, secure=secure):
         return None
     request = {"scan_id": int(match.group(1)), "z": int(match.group(2)), "kind": kind, "headers": headers,
                "secure": secure}
@@ -133,14 +128,13 @@ def _visible_volume_name(request: dict) -> str | None:
     ``access.scan_for`` decides. The connection stays open between requests (Django's
     per-request close would make every slice check out and set up a connection again).
     """
-    user_id = _session_user_id(request["headers"])
+    user_id = fastpath.session_user_id(request["headers"])
     if user_id is not None:
         who, param = "u.id = %s", user_id
+    elif (key := fastpath.token_key(request["headers"])) is not None:
+        who, param = "u.id = (SELECT t.user_id FROM {token} t WHERE t.key = %s)", key
     else:
-        authorization = request["headers"].get(b"authorization", b"").split()
-        if len(authorization) != 2 or authorization[0].lower() != b"token":
-            return None
-        who, param = "u.id = (SELECT t.user_id FROM {token} t WHERE t.key = %s)", authorization[1].decode("latin-1")
+        return None
     with connection.cursor() as cursor:
         cursor.execute(_sql(who), [request["scan_id"], param, Scan.Status.READY])
         row = cursor.fetchone()
@@ -165,29 +159,10 @@ def _sql(who: str) -> str:
             "WHERE m.user_id = u.id AND pp.{pp_pool} = s.pool_id))").format(**tables)
 
 
-def _session_user_id(headers: dict) -> int | None:
-    """The active user of the request's session cookie, as Django's auth middleware finds it."""
-    cookies = _cookies(headers.get(b"cookie", b""))
-    session_key = cookies.get(settings.SESSION_COOKIE_NAME)
-    if not session_key:
-        return None
-    from django.contrib.auth import get_user
-
-    user = get_user(_SessionOnly(import_module(settings.SESSION_ENGINE).SessionStore(session_key)))
-    return user.pk if user.is_authenticated and user.is_active else None
 
 
-class _SessionOnly:
-    """What ``django.contrib.auth.get_user`` reads of a request: its session."""
-
-    def __init__(self, session):
-        self.session = session
 
 
-def _cookies(header: bytes) -> dict[str, str]:
-    from django.http.cookie import parse_cookie
-
-    return parse_cookie(header.decode("latin-1")) if header else {}
 
 
 def _render(hu: np.ndarray, request: dict) -> bytes:
@@ -198,27 +173,8 @@ def _render(hu: np.ndarray, request: dict) -> bytes:
     return slices.encode_png(grey, level=settings.MYOLABEL_PNG_LEVEL)
 
 
-def _host_allowed(headers: dict) -> bool:
-    """Whether Django would accept the request's host (ALLOWED_HOSTS); a bad one gets Django's 400."""
-    from django.http.request import split_domain_port, validate_host
-
-    host = headers.get(b"x-forwarded-host") if settings.USE_X_FORWARDED_HOST else None
-    host = host or headers.get(b"host")
-    if not host:
-        return False
-    domain, _ = split_domain_port(host.decode("latin-1").split(",")[-1].strip())
-    allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
-    return bool(domain) and validate_host(domain, allowed)
 
 
-def _is_secure(scope, headers: dict) -> bool:
-    if scope.get("scheme") == "https":
-        return True
-    proxy = settings.SECURE_PROXY_SSL_HEADER
-    if not proxy:
-        return False
-    name = proxy[0].removeprefix("HTTP_").replace("_", "-").lower().encode("latin-1")
-    return headers.get(name, b"").split(b",")[0].strip().decode("latin-1") == proxy[1]
 
 
 def _headers(kind: str, shape: tuple[int, int], length: int, *, secure: bool) -> list[tuple[bytes, bytes]]:
@@ -228,22 +184,5 @@ def _headers(kind: str, shape: tuple[int, int], length: int, *, secure: bool) ->
     else:
         found = {"Content-Type": "image/png", "Cache-Control": slices.CACHE_CONTROL}
     found |= {"Vary": "Accept, Cookie", "Allow": "GET, HEAD, OPTIONS", "Content-Length": str(length)}
-    return [(k.encode(), v.encode()) for k, v in found.items()] + _security_headers(secure)
+    return [(k.encode(), v.encode()) for k, v in found.items()] + fastpath.security_headers(secure)
 
-
-def _security_headers(secure: bool) -> list[tuple[bytes, bytes]]:
-    """What SecurityMiddleware and XFrameOptionsMiddleware add, from the same settings."""
-    found = [(b"X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper().encode())]
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        found.append((b"X-Content-Type-Options", b"nosniff"))
-    if settings.SECURE_REFERRER_POLICY:
-        policy = settings.SECURE_REFERRER_POLICY
-        found.append((b"Referrer-Policy", (policy if isinstance(policy, str) else ",".join(policy)).encode()))
-    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-        found.append((b"Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
-    if secure and settings.SECURE_HSTS_SECONDS:
-        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
-        hsts += "; includeSubDomains" if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS else ""
-        hsts += "; preload" if settings.SECURE_HSTS_PRELOAD else ""
-        found.append((b"Strict-Transport-Security", hsts.encode()))
-    return found

@@ -76,7 +76,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "backend.core.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -260,6 +260,9 @@ MYOLABEL_TORCH_THREADS = env.int("MYOLABEL_TORCH_THREADS", default=1)
 MYOLABEL_PNG_LEVEL = env.int("MYOLABEL_PNG_LEVEL", default=1)
 # CT slice requests served beside Django (backend/imaging/slice_fastpath.py); false: through the DRF views.
 MYOLABEL_FAST_SLICES = env.bool("MYOLABEL_FAST_SLICES", default=True)
+# Token clients' "next query" and "submit" calls served beside Django
+# (backend/acquisition/query_fastpath.py); false: through the DRF views.
+MYOLABEL_FAST_QUERIES = env.bool("MYOLABEL_FAST_QUERIES", default=True)
 MYOLABEL_CACHE_DIR = Path(env.str("MYOLABEL_CACHE_DIR", default=str(DATA_DIR / "cache")))
 
 # --- Security -----------------------------------------------------------------------

@@ -5,19 +5,14 @@ and straight to Django's ASGI handler. Status, body and headers must be equal, a
 fast path may only have answered the plain success cases itself.
 """
 
-import asyncio
-
 import numpy as np
 import pytest
-from asgiref.sync import async_to_sync
-from django.core import signals
-from django.core.asgi import get_asgi_application
-from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
 
 from backend.imaging.models import Scan
 from backend.imaging.slice_fastpath import SliceFastPath
 from backend.projects.models import Membership
+from tests.backend.asgi_calls import CountingDjango, call
 from tests.backend.factories import (
     MembershipFactory,
     PoolFactory,
@@ -38,48 +33,8 @@ def _storage(settings, tmp_path):
     use_tmp_storage(settings, tmp_path)
 
 
-class _Counting:
-    """The Django ASGI app, counting the requests that reach it."""
-
-    def __init__(self):
-        self.app = get_asgi_application()
-        self.calls = 0
-
-    async def __call__(self, scope, receive, send):
-        self.calls += 1
-        await self.app(scope, receive, send)
-
-
 def _call(app, path: str, query: str = "", headers: dict | None = None):
-    """(status, headers without Date, body) of one GET through an ASGI app."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
-             "root_path": "", "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in {"Host": "testserver", **(headers or {})}.items()]}
-    messages = []
-    delivered = False
-
-    async def receive():
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # the client never disconnects
-
-    async def send(message):
-        messages.append(message)
-
-    # As Django's test client does: connection housekeeping would end the test's transaction.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        async_to_sync(app)(scope, receive, send)
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
-    start = messages[0]
-    found = {k.decode().lower(): v.decode() for k, v in start["headers"] if k.lower() != b"date"}
-    return start["status"], found, b"".join(m.get("body", b"") for m in messages[1:])
+    return call(app, "GET", path, query, headers)
 
 
 @pytest.fixture
@@ -139,7 +94,7 @@ REQUESTS = [
 def test_answers_equal_the_django_views(world, who, path, query, extra, expected):
     path = path.format(scan=world["scan"].pk, pending=world["pending"].pk)
     headers = {**world["headers"][who], **extra}
-    django_app = _Counting()
+    django_app = CountingDjango()
     reference = _call(django_app, path, query, headers)
     fast = SliceFastPath(django_app)
     answer = _call(fast, path, query, headers)
@@ -149,13 +104,13 @@ def test_answers_equal_the_django_views(world, who, path, query, extra, expected
 
 def test_served_slices_hold_the_volume(world):
     headers = world["headers"]["annotator"]
-    status, found, body = _call(SliceFastPath(_Counting()), f"/api/scans/{world['scan'].pk}/slices/2.raw", "", headers)
+    status, found, body = _call(SliceFastPath(CountingDjango()), f"/api/scans/{world['scan'].pk}/slices/2.raw", "", headers)
     assert status == 200 and found["x-shape"] == "64,48"
     assert np.array_equal(np.frombuffer(body, "<i2").reshape(64, 48), world["hu"][2])
 
 
 def test_revoked_membership_is_refused_at_once(world):
-    fast = SliceFastPath(_Counting())
+    fast = SliceFastPath(CountingDjango())
     path = f"/api/scans/{world['scan'].pk}/slices/1.raw"
     assert _call(fast, path, "", world["headers"]["annotator"])[0] == 200
     Membership.objects.filter(role=Membership.Role.ANNOTATOR).delete()
@@ -164,6 +119,6 @@ def test_revoked_membership_is_refused_at_once(world):
 
 def test_switched_off_everything_goes_to_django(world, settings):
     settings.MYOLABEL_FAST_SLICES = False
-    django_app = _Counting()
+    django_app = CountingDjango()
     _call(SliceFastPath(django_app), f"/api/scans/{world['scan'].pk}/slices/1.png", "", world["headers"]["annotator"])
     assert django_app.calls == 1
