@@ -24,7 +24,13 @@ class CountingDjango:
 
 def call(app, method: str, path: str, query: str = "", headers: dict | None = None, body: bytes = b"",
          chunks: int = 1):
-    """(status, headers without Date, body) of one request through an ASGI app; the body arrives in ``chunks``."""
+    """(status, headers without Date, body) of one request through an ASGI app; the body arrives in ``chunks``.
+
+    A body gets its Content-Length header, as clients send it, unless ``headers`` give one (None: none).
+    """
+    if body:
+        headers = {"Content-Length": str(len(body)), **(headers or {})}
+    headers = {k: v for k, v in (headers or {}).items() if v is not None}
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
              "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
              "root_path": "", "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
