@@ -170,6 +170,8 @@ def main() -> None:
                                      think_time(args.think, args.lockstep), args.read))
             wall = time.perf_counter() - started
             stored = stack.get(f"/api/projects/{setup['project']}/steps/{setup['step']}/queries/")
+            transitions = [t["state"] for t in stack.get(
+                f"/api/projects/{setup['project']}/steps/{setup['step']}/")["transitions"]]
             if out["errors"]:
                 log = (stack.data_dir / "web.log").read_text(errors="replace")
                 i = log.find("Traceback")
@@ -189,7 +191,8 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"accepted submissions: {len(out['created'])}, answered rows: {len(answered)}, "
           f"duplicates: {duplicates}, errors: {len(out['errors'])} {out['errors'][:3]}")
-    print(f"lost: {args.queries - len(answered)}")
+    print(f"lost: {args.queries - len(answered)}; the step moved to training "
+          f"{transitions.count('training')} time(s) after the last answer")
     print(f"submit latency  p50 {1000 * statistics.median(out['submit']):.1f} ms, p95 {1000 * p95(out['submit']):.1f} ms")
     for name, label in (("claim", "claim (POST next)"), ("read", "read (GET query)")):
         if out[name]:

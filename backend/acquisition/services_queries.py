@@ -66,6 +66,9 @@ def query_claim_next(*, project, user) -> Query | None:
             query = _with_step(Query.objects.get(pk=query_id), step)
             transaction.on_commit(lambda q=query: publish_query(q, open_queries=_open_count(q.step_id)))
             return query
+    # Nothing left: if the answer that closed the last query did not move the step on
+    # (its process stopped right after the commit), this does.
+    transaction.on_commit(lambda: _open_count(step.id) or _finish_annotating(step.id))
     return None
 
 
@@ -130,9 +133,11 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
 
     The answer is checked before any lock is taken; then, in one transaction, a
     conditional UPDATE stores it only if the query is still open and locked by
-    ``user`` (or free), the slice joins the training set with its provenance, and the
-    last answer of a step moves it to training. The step row is locked only for that
-    final count, so concurrent submissions of one step do not queue behind each other.
+    ``user`` (or free), and the slice joins the training set with its provenance.
+    After the commit, a submission that finds no open query left moves the step to
+    training (``_finish_annotating``). Counting after the commit needs no lock: the
+    last submission to commit sees every other one, so one of them always finds zero,
+    and concurrent submissions of one step never queue behind each other.
     """
     if not (Query.step.is_cached(query) and AcquisitionStep.project.is_cached(query.step)):
         query = Query.objects.select_related("step__project").get(pk=query.pk)
@@ -157,13 +162,23 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
         for field, value in answer.items():  # what the UPDATE stored, without reading it back
             setattr(query, field, value)
         _add_to_training_set(query, merged, mask)
-        # Serialise only the "was this the last answer?" test (see docstring).
-        locked = AcquisitionStep.objects.select_for_update().get(pk=step.pk)
-        remaining = _open_count(step.id)
-        transaction.on_commit(lambda: publish_query(query, open_queries=remaining))
-        if remaining == 0 and locked.state == State.ANNOTATING:
-            step_transition(step=locked, target=State.TRAINING)
+        transaction.on_commit(lambda: _after_answer(query))
     return query
+
+
+def _after_answer(query: Query) -> None:
+    remaining = _open_count(query.step_id)
+    publish_query(query, open_queries=remaining)
+    if remaining == 0:
+        _finish_annotating(query.step_id)
+
+
+@transaction.atomic
+def _finish_annotating(step_id: int) -> None:
+    """Move an annotating step without open queries to training (once, however many callers race)."""
+    step = AcquisitionStep.objects.select_for_update().get(pk=step_id)
+    if step.state == State.ANNOTATING and _open_count(step_id) == 0:
+        step_transition(step=step, target=State.TRAINING)
 
 
 def _closed(query: Query, step: AcquisitionStep) -> str:

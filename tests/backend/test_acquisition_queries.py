@@ -153,6 +153,23 @@ def test_the_last_answer_moves_the_step_to_training(annotating, django_capture_o
     assert query_claim_next(project=step.project, user=alice) is None
 
 
+def test_a_step_left_annotating_after_its_last_answer_moves_on_at_the_next_claim(
+        annotating, django_capture_on_commit_callbacks, monkeypatch):
+    # The after-commit check of the last answer did not run (its process stopped):
+    # the next annotator asking for work finds nothing open and moves the step on.
+    step, (alice, bob), _ = annotating
+    monkeypatch.setattr("backend.acquisition.tasks.send", lambda task, step_id: None)
+    for user in (alice, bob):  # on_commit callbacks of this test transaction are dropped
+        q = query_claim_next(project=step.project, user=user)
+        query_submit(query=q, user=user, labels=answer(codec.unpack_mask(q.mask, (4, 4))), seconds_spent=1.0)
+    step.refresh_from_db()
+    assert step.state == State.ANNOTATING
+    with django_capture_on_commit_callbacks(execute=True):
+        assert query_claim_next(project=step.project, user=alice) is None
+    step.refresh_from_db()
+    assert step.state == State.TRAINING
+
+
 def test_mac_and_time_are_summed_per_step_annotator_and_project(annotating):
     step, (alice, bob), _ = annotating
     qa = query_claim_next(project=step.project, user=alice)

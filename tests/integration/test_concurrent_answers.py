@@ -1,0 +1,65 @@
+"""The last answers of a step, submitted at the same instant by different annotators on
+PostgreSQL: every one is stored once, and the step moves on to training exactly once.
+
+Since the "was this the last answer?" check runs after each answer's commit without a
+lock (services_queries.query_submit), this is the race that matters.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from bench.submit_latency import SETUP
+from tests.integration.test_acquisition_loop import wait_for_state
+
+pytestmark = [pytest.mark.services]
+
+N = 12
+
+
+def _call(stack, token: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(stack.url + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_simultaneous_last_answers_move_the_step_on_once(production_stack):
+    stack = production_stack
+    setup = json.loads(stack.manage("shell", "-c", SETUP.format(n=N, size=16, annotators=N)).strip().splitlines()[-1])
+    project, step = setup["project"], setup["step"]
+    claimed = [_call(stack, token, "POST", f"/api/projects/{project}/queries/next/") for token in setup["tokens"]]
+    assert all(status == 200 for status, _ in claimed), claimed
+    assert len({q["id"] for _, q in claimed}) == N  # one query each: every query is held
+
+    barrier, results = threading.Barrier(N), [None] * N
+
+    def submit(i: int) -> None:
+        q = claimed[i][1]
+        mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=16 * 16).astype(bool)
+        body = {"labels": base64.b64encode(np.where(mask, 1, 255).astype(np.uint8).tobytes()).decode()}
+        barrier.wait()
+        results[i] = _call(stack, setup["tokens"][i], "POST", f"/api/projects/{project}/queries/{q['id']}/submit/", body)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(N)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [status for status, _ in results] == [201] * N, results
+    stored = stack.get(f"/api/projects/{project}/steps/{step}/queries/")
+    assert sorted(q["status"] for q in stored) == ["answered"] * N
+    # The worker then trains, and fails on this project without a network: either way, once.
+    body = wait_for_state(stack, project, step, {"training", "evaluating", "done", "failed"}, timeout=60)
+    assert [t["state"] for t in body["transitions"]].count("training") == 1, body["transitions"]
