@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from backend.acquisition import codec, engine
@@ -33,11 +33,15 @@ def _lock_free(now) -> Q:
     return Q(assignee=None) | Q(lock_expires__lt=now)
 
 
-def _take(query_id: int, user, now) -> bool:
-    """Conditional UPDATE: lock ``query_id`` for ``user`` if it is open and free (or already theirs)."""
-    return Query.objects.filter(pk=query_id, status=Query.Status.OPEN).filter(
-        _lock_free(now) | Q(assignee=user)).update(
-        assignee=user, lock_expires=now + timedelta(seconds=LOCK_SECONDS), claimed_at=now) == 1
+def _take(query_id: int, user, now) -> dict | None:
+    """Conditional UPDATE: lock ``query_id`` for ``user`` if it is open and free (or already theirs).
+
+    The fields it stored, or None if the query was not free.
+    """
+    lock = {"assignee": user, "lock_expires": now + timedelta(seconds=LOCK_SECONDS), "claimed_at": now}
+    taken = Query.objects.filter(pk=query_id, status=Query.Status.OPEN).filter(
+        _lock_free(now) | Q(assignee=user)).update(**lock)
+    return lock if taken == 1 else None
 
 
 def annotating_step(project) -> AcquisitionStep | None:
@@ -55,17 +59,25 @@ def query_claim_next(*, project, user) -> Query | None:
     if step is None:
         return None
     now = timezone.now()
-    mine = Query.objects.filter(step=step, status=Query.Status.OPEN, assignee=user, lock_expires__gte=now).first()
-    if mine is not None and _take(mine.id, user, now):
-        return _with_step(Query.objects.get(pk=mine.id), step)
-    free = Query.objects.filter(step=step, status=Query.Status.OPEN).filter(_lock_free(now)).order_by("id")
-    # skip_locked lets concurrent claims on PostgreSQL pass each other instead of queueing;
-    # the conditional UPDATE in _take is what guarantees a single holder on every database.
-    for query_id in free.select_for_update(skip_locked=True).values_list("id", flat=True)[:20]:
-        if _take(query_id, user, now):
-            query = _with_step(Query.objects.get(pk=query_id), step)
-            transaction.on_commit(lambda q=query: publish_query(q, open_queries=_open_count(q.step_id)))
-            return query
+    mine = Q(assignee=user, lock_expires__gte=now)
+    # The caller's own query first, then the oldest free one. skip_locked lets concurrent
+    # claims on PostgreSQL pass each other instead of queueing; the conditional UPDATE in
+    # _take is what guarantees a single holder on every database.
+    candidates = (Query.objects.filter(step=step, status=Query.Status.OPEN).filter(mine | _lock_free(now))
+                  .order_by(Case(When(mine, then=Value(0)), default=Value(1)), "id")
+                  .select_for_update(skip_locked=True))
+    for _ in range(3):  # a locked row cannot be taken by anyone else: the first try succeeds
+        query = candidates.first()
+        if query is None:
+            break
+        renewal = query.assignee_id == user.pk and query.lock_expires >= now
+        lock = _take(query.id, user, now)
+        if lock is not None:
+            for field, value in lock.items():  # what the UPDATE stored, without reading it back
+                setattr(query, field, value)
+            if not renewal:
+                transaction.on_commit(lambda q=query: publish_query(q, open_queries=_open_count(q.step_id)))
+            return _with_step(query, step)
     # Nothing left: if the answer that closed the last query did not move the step on
     # (its process stopped right after the commit), this does.
     transaction.on_commit(lambda: _open_count(step.id) or _finish_annotating(step.id))
@@ -81,7 +93,7 @@ def _with_step(query: Query, step: AcquisitionStep) -> Query:
 def query_claim(*, query: Query, user) -> Query:
     """Lock (or renew the lock of) one query; QueryLocked if another annotator holds it."""
     now = timezone.now()
-    if not _take(query.id, user, now):
+    if _take(query.id, user, now) is None:
         query.refresh_from_db()
         raise QueryLocked(_why_not_free(query, now), code="query_locked")
     return Query.objects.get(pk=query.id)
