@@ -142,11 +142,24 @@ def main() -> None:
                         help="seconds each annotator spends on a query before submitting (0: none)")
     parser.add_argument("--read", action="store_true",
                         help="also GET every query after claiming it (the annotator page does not)")
+    parser.add_argument("--compare", action="store_true",
+                        help="run twice: with the annotator fast path (query_fastpath.py), then through the DRF views")
     parser.add_argument("--conn-max-age", default="0",
                         help="DATABASE_CONN_MAX_AGE of the server; the default 60 keeps one PostgreSQL connection "
                              "per daphne worker thread and ran out of connections (100) in this benchmark")
     args = parser.parse_args()
-    env: dict[str, str] = {}
+    results = {label: run(args, fast) for label, fast in ((("fast path", True), ("DRF views", False))
+                                                           if args.compare else (("", True),))}
+    if args.compare:
+        fast, drf = results["fast path"], results["DRF views"]
+        print(f"DRF views / fast path, same run: submit p95 {p95(drf['submit']) / p95(fast['submit']):.2f}x, "
+              f"claim p95 {p95(drf['claim']) / p95(fast['claim']):.2f}x, "
+              f"throughput {fast['throughput'] / drf['throughput']:.2f}x")
+
+
+def run(args, fast: bool) -> dict:
+    """One benchmark on a fresh server and database; prints and returns the measurements."""
+    env: dict[str, str] = {"MYOLABEL_FAST_QUERIES": "true" if fast else "false"}
     mode = "embedded (SQLite)"
     if not args.embedded and services_reachable():
         import psycopg
@@ -154,12 +167,13 @@ def main() -> None:
         name = f"myolabel_bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        env = {"MYOLABEL_MODE": "production", "MYOLABEL_HTTPS": "false", "DJANGO_SECRET_KEY": "bench-" + "x" * 60,
-               "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}", "REDIS_URL": "redis://127.0.0.1:6379/14",
-               "DATABASE_CONN_MAX_AGE": args.conn_max_age}
+        env |= {"MYOLABEL_MODE": "production", "MYOLABEL_HTTPS": "false", "DJANGO_SECRET_KEY": "bench-" + "x" * 60,
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}", "REDIS_URL": "redis://127.0.0.1:6379/14",
+                "DATABASE_CONN_MAX_AGE": args.conn_max_age}
         mode = f"production (PostgreSQL + Redis, CONN_MAX_AGE={args.conn_max_age})"
+    processes = args.web_processes if "DATABASE_URL" in env else 1
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp), env, web_processes=args.web_processes if env else 1)
+        stack = Stack(Path(tmp), env, web_processes=processes)
         try:
             stack.start()
             setup = json.loads(stack.manage("shell", "-c", SETUP.format(
@@ -168,7 +182,7 @@ def main() -> None:
             started = time.perf_counter()
             asyncio.run(annotate_all(stack.port, setup["tokens"], setup["project"], out,
                                      think_time(args.think, args.lockstep), args.read))
-            wall = time.perf_counter() - started
+            out["throughput"] = len(out["created"]) / (time.perf_counter() - started)
             stored = stack.get(f"/api/projects/{setup['project']}/steps/{setup['step']}/queries/")
             transitions = [t["state"] for t in stack.get(
                 f"/api/projects/{setup['project']}/steps/{setup['step']}/")["transitions"]]
@@ -178,16 +192,16 @@ def main() -> None:
                 print("server log:\n" + (log[i:i + 3000] if i >= 0 else log[-2000:]))
         finally:
             stack.stop()
-            if env:
+            if "DATABASE_URL" in env:
                 import psycopg
 
                 with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{env["DATABASE_URL"].rsplit("/", 1)[1]}" WITH (FORCE)')
     answered = [q for q in stored if q["status"] == "answered"]
     duplicates = len(out["created"]) - len(set(out["created"]))
-    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} queries, think {args.think:g} s"
-          f"{' (lockstep)' if args.lockstep else ''}{', a GET of each query' if args.read else ''}, "
-          f"{args.web_processes if env else 1} web process(es), cpu count {os.cpu_count()}, "
+    print(f"{'fast path' if fast else 'DRF views'}, mode: {mode}; {args.annotators} annotators, {args.queries} "
+          f"queries, think {args.think:g} s{' (lockstep)' if args.lockstep else ''}"
+          f"{', a GET of each query' if args.read else ''}, {processes} web process(es), cpu count {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"accepted submissions: {len(out['created'])}, answered rows: {len(answered)}, "
           f"duplicates: {duplicates}, errors: {len(out['errors'])} {out['errors'][:3]}")
@@ -199,7 +213,8 @@ def main() -> None:
             print(f"{label} p50 {1000 * statistics.median(out[name]):.1f} ms, p95 {1000 * p95(out[name]):.1f} ms; "
                   f"ratio submit/{name}: p50 {statistics.median(out['submit']) / statistics.median(out[name]):.2f}, "
                   f"p95 {p95(out['submit']) / p95(out[name]):.2f}")
-    print(f"throughput: {len(out['created']) / wall:.1f} submissions/s over {wall:.1f} s")
+    print(f"throughput: {out['throughput']:.1f} submissions/s")
+    return out
 
 
 if __name__ == "__main__":
