@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import zipfile
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
+from django.test import TestCase
 from django.utils import timezone
 
 from backend.acquisition import codec
@@ -37,14 +39,20 @@ def _storage(settings, tmp_path):
 
 
 def answer_all(step: AcquisitionStep, user) -> int:
-    """Answer every open query of ``step`` from the reference labels, as a scripted annotator."""
+    """Answer every open query of ``step`` from the reference labels, as a scripted annotator.
+
+    Each answer's after-commit work runs as it would after a real commit (the test's
+    transaction never commits): the last one moves the step to training. The training
+    task is not sent: the tests run each phase themselves.
+    """
     n = 0
     while (query := query_claim_next(project=step.project, user=user)) is not None:
         shape = (query.height, query.width)
         mask = codec.unpack_mask(query.mask, shape)
         ref = np.asarray(reference_labels(query.scan.reference_labels.get())[query.z])
-        query_submit(query=query, user=user, labels=np.where(mask, ref, 255).astype(np.uint8).ravel(),
-                     seconds_spent=3.0)
+        with mock.patch("backend.acquisition.tasks.send"), TestCase.captureOnCommitCallbacks(execute=True):
+            query_submit(query=query, user=user, labels=np.where(mask, ref, 255).astype(np.uint8).ravel(),
+                         seconds_spent=3.0)
         n += 1
     return n
 

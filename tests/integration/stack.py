@@ -93,10 +93,11 @@ class Stack:
             time.sleep(0.5)
         raise RuntimeError(f"{what} not ready in {timeout} s\nweb:\n{self.log('web')}\nworker:\n{self.log('worker')}")
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    def request(self, method: str, path: str, body: dict | None = None, *, token: str = "") -> tuple[int, dict]:
+        """(status, JSON body) of one call, as the admin unless another user's ``token`` is given."""
         req = urllib.request.Request(self.url + path, method=method,
                                      data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Token {self.token}",
+                                     headers={"Authorization": f"Token {token or self.token}",
                                               "Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:

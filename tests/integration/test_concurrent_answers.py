@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -24,22 +22,12 @@ pytestmark = [pytest.mark.services]
 N = 12
 
 
-def _call(stack, token: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(stack.url + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 def test_simultaneous_last_answers_move_the_step_on_once(production_stack):
     stack = production_stack
     setup = json.loads(stack.manage("shell", "-c", SETUP.format(n=N, size=16, annotators=N)).strip().splitlines()[-1])
     project, step = setup["project"], setup["step"]
-    claimed = [_call(stack, token, "POST", f"/api/projects/{project}/queries/next/") for token in setup["tokens"]]
+    claimed = [stack.request("POST", f"/api/projects/{project}/queries/next/", token=token)
+               for token in setup["tokens"]]
     assert all(status == 200 for status, _ in claimed), claimed
     assert len({q["id"] for _, q in claimed}) == N  # one query each: every query is held
 
@@ -50,7 +38,8 @@ def test_simultaneous_last_answers_move_the_step_on_once(production_stack):
         mask = np.unpackbits(np.frombuffer(base64.b64decode(q["mask"]), np.uint8), count=16 * 16).astype(bool)
         body = {"labels": base64.b64encode(np.where(mask, 1, 255).astype(np.uint8).tobytes()).decode()}
         barrier.wait()
-        results[i] = _call(stack, setup["tokens"][i], "POST", f"/api/projects/{project}/queries/{q['id']}/submit/", body)
+        results[i] = stack.request("POST", f"/api/projects/{project}/queries/{q['id']}/submit/", body,
+                                   token=setup["tokens"][i])
 
     threads = [threading.Thread(target=submit, args=(i,)) for i in range(N)]
     for thread in threads:
