@@ -76,11 +76,12 @@ def query_claim_next(*, project, user) -> Query | None:
             for field, value in lock.items():  # what the UPDATE stored, without reading it back
                 setattr(query, field, value)
             if not renewal:
-                transaction.on_commit(lambda q=query: publish_query(q, open_queries=_open_count(q.step_id)))
+                transaction.on_commit(lambda q=query: publish_query(q, open_queries=_open_count(q.step_id)),
+                                      robust=True)
             return _with_step(query, step)
     # Nothing left: if the answer that closed the last query did not move the step on
     # (its process stopped right after the commit), this does.
-    transaction.on_commit(lambda: _open_count(step.id) or _finish_annotating(step.id))
+    transaction.on_commit(lambda: _open_count(step.id) or _finish_annotating(step.id), robust=True)
     return None
 
 
@@ -174,7 +175,9 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
         for field, value in answer.items():  # what the UPDATE stored, without reading it back
             setattr(query, field, value)
         _add_to_training_set(query, merged, mask)
-        transaction.on_commit(lambda: _after_answer(query))
+        # robust: the answer is stored whatever happens next; a failure here is logged,
+        # and the next claim that finds nothing left moves the step on instead.
+        transaction.on_commit(lambda: _after_answer(query), robust=True)
     return query
 
 

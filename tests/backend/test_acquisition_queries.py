@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 
 from backend.acquisition import codec
@@ -168,6 +169,23 @@ def test_a_step_left_annotating_after_its_last_answer_moves_on_at_the_next_claim
         assert query_claim_next(project=step.project, user=alice) is None
     step.refresh_from_db()
     assert step.state == State.TRAINING
+
+
+def test_a_failing_check_after_the_commit_does_not_fail_the_stored_answer(
+        annotating, django_capture_on_commit_callbacks, monkeypatch):
+    step, (alice, _), _ = annotating
+
+    def broken(step_id):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr("backend.acquisition.services_queries._open_count", lambda step_id: 0)
+    monkeypatch.setattr("backend.acquisition.services_queries._finish_annotating", broken)
+    q = query_claim_next(project=step.project, user=alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        stored = query_submit(query=q, user=alice, labels=answer(codec.unpack_mask(q.mask, (4, 4))),
+                              seconds_spent=1.0)
+    assert stored.status == Query.Status.ANSWERED
+    assert Query.objects.get(pk=q.pk).status == Query.Status.ANSWERED
 
 
 def test_mac_and_time_are_summed_per_step_annotator_and_project(annotating):
