@@ -73,8 +73,7 @@ def query_claim_next(*, project, user) -> Query | None:
         renewal = query.assignee_id == user.pk and query.lock_expires >= now
         lock = _take(query.id, user, now)
         if lock is not None:
-            for field, value in lock.items():  # what the UPDATE stored, without reading it back
-                setattr(query, field, value)
+            _stored(query, lock)
             if not renewal:
                 transaction.on_commit(lambda q=query: publish_query(q, open_queries=_open_count(q.step_id)),
                                       robust=True)
@@ -83,6 +82,13 @@ def query_claim_next(*, project, user) -> Query | None:
     # (its process stopped right after the commit), this does.
     transaction.on_commit(lambda: _open_count(step.id) or _finish_annotating(step.id), robust=True)
     return None
+
+
+def _stored(query: Query, fields: dict) -> Query:
+    """``query`` with the fields an UPDATE just stored, without reading the row back."""
+    for field, value in fields.items():
+        setattr(query, field, value)
+    return query
 
 
 def _with_step(query: Query, step: AcquisitionStep) -> Query:
@@ -94,10 +100,11 @@ def _with_step(query: Query, step: AcquisitionStep) -> Query:
 def query_claim(*, query: Query, user) -> Query:
     """Lock (or renew the lock of) one query; QueryLocked if another annotator holds it."""
     now = timezone.now()
-    if _take(query.id, user, now) is None:
+    lock = _take(query.id, user, now)
+    if lock is None:
         query.refresh_from_db()
         raise QueryLocked(_why_not_free(query, now), code="query_locked")
-    return Query.objects.get(pk=query.id)
+    return _stored(query, lock)
 
 
 @transaction.atomic
@@ -172,8 +179,7 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
             closed = query.status != Query.Status.OPEN or step.state != State.ANNOTATING
             raise QueryLocked(_closed(query, step) if closed else _why_not_free(query, now),
                               code="query_closed" if closed else "query_locked")
-        for field, value in answer.items():  # what the UPDATE stored, without reading it back
-            setattr(query, field, value)
+        _stored(query, answer)
         _add_to_training_set(query, merged, mask)
         # robust: the answer is stored whatever happens next; a failure here is logged,
         # and the next claim that finds nothing left moves the step on instead.
