@@ -36,7 +36,7 @@ def query_output(q: Query) -> dict:
     """An annotator's view of a query (``QueryOutput``); the fast path sends the same."""
     return {"id": q.id, "step": q.step_id, "step_number": q.step.number, "scan": q.scan_id, "z": q.z,
             "height": q.height, "width": q.width, "status": q.status, "n_queried": q.n_queried,
-            "n_pixels": q.n_pixels, "mac": float(q.mac), "assignee": q.assignee_id,
+            "n_pixels": q.n_pixels, "mac": q.mac, "assignee": q.assignee_id,
             "lock_expires": _time(q.lock_expires), "claimed_at": _time(q.claimed_at),
             "answered_by": q.answered_by_id, "answered_at": _time(q.answered_at),
             "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent),

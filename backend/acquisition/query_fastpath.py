@@ -26,14 +26,17 @@ from functools import lru_cache
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core import signals
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
+from rest_framework.authtoken.models import Token
 
 from backend.acquisition.apis_queries import decode_labels, query_output, submission_output
 from backend.acquisition.models import Query
 from backend.acquisition.services import query_claim_next, query_submit
 from backend.core import fastpath
+from backend.projects.models import Membership, Project
 
 _NEXT = re.compile(r"^/api/projects/([0-9]{1,18})/queries/next/$")
 _SUBMIT = re.compile(r"^/api/projects/([0-9]{1,18})/queries/([0-9]{1,18})/submit/$")
@@ -56,12 +59,12 @@ class QueryFastPath:
         if request is None:
             return await self.app(scope, receive, send)
         received, body = await _read_body(receive)
-        if body is not None and request["length"] != len(body):  # DRF reads the body by its Content-Length
-            body = None
-        response = None if body is None else await self._answer(request, body)
-        if response is None:
-            return await self.app(scope, _replay(received, receive), send)
-        await fastpath.send_response(send, *response)
+        # DRF reads as much body as Content-Length says: any other length is Django's case.
+        if body is not None and len(body) == request["length"]:
+            response = await self._answer(request, body)
+            if response is not None:
+                return await fastpath.send_response(send, *response)
+        await self.app(scope, _replay(received, receive), send)
 
     def _answer_sync(self, request: dict, body: bytes) -> tuple[int, list, bytes] | None:
         try:
@@ -80,12 +83,14 @@ class QueryFastPath:
             if user is None:
                 return None
             if request["query_id"] is None:
-                query = query_claim_next(project=_known("projects.Project", request["project_id"]), user=user)
+                query = query_claim_next(project=_known(Project, request["project_id"]), user=user)
                 status, data = (200, query_output(query)) if query is not None else (204, None)
             else:
                 labels = decode_labels(answer["labels"], answer["encoding"])
-                query = query_submit(query=Query.objects.select_related("step__project").get(pk=request["query_id"]),
-                                     user=user, labels=labels, seconds_spent=answer["seconds_spent"])
+                # A query of another project is missing here, as for access.query_of.
+                query = Query.objects.select_related("step__project").get(
+                    pk=request["query_id"], step__project_id=request["project_id"])
+                query = query_submit(query=query, user=user, labels=labels, seconds_spent=answer["seconds_spent"])
                 status, data = 201, submission_output(query)
         except (ValidationError, DatabaseError, Query.DoesNotExist):
             return None  # nothing was stored: Django answers this request with its error
@@ -137,46 +142,24 @@ def _refuse(constant: str):
 
 
 def _member(request: dict):
-    """The caller (an active, non-superuser member of the project) if the query, when named, is the project's."""
-    from django.contrib.auth import get_user_model
-
-    sql, params = _member_sql(request["query_id"] is not None), [request["project_id"], request["token"]]
-    if request["query_id"] is not None:
-        params.append(request["query_id"])
+    """The caller, if an active member of the project who is not a superuser (they go to Django's path)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_member_sql(), [request["project_id"], request["token"]])
         row = cursor.fetchone()
     return _known(get_user_model(), row[0]) if row else None
 
 
-@lru_cache(maxsize=2)
-def _member_sql(with_query: bool) -> str:
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    from backend.acquisition.models import AcquisitionStep
-    from backend.projects.models import Membership
-
-    tables = {"token": Token._meta.db_table, "user": get_user_model()._meta.db_table,
-              "membership": Membership._meta.db_table, "query": Query._meta.db_table,
-              "step": AcquisitionStep._meta.db_table}
-    # Every role may annotate (ANNOTATOR is the lowest); superusers go to Django's path.
-    sql = ("SELECT u.id FROM {token} t JOIN {user} u ON u.id = t.user_id "
-           "JOIN {membership} m ON m.user_id = u.id AND m.project_id = %s "
-           "WHERE t.key = %s AND u.is_active AND NOT u.is_superuser")
-    sql = sql.format(**tables)
-    if with_query:
-        sql += (" AND EXISTS (SELECT 1 FROM {query} q JOIN {step} s ON s.id = q.step_id "
-                "WHERE q.id = %s AND s.project_id = m.project_id)").format(**tables)
-    return sql
+@lru_cache(maxsize=1)
+def _member_sql() -> str:
+    token, user, membership = (m._meta.db_table for m in (Token, get_user_model(), Membership))
+    # Every role may annotate (ANNOTATOR is the lowest).
+    return (f"SELECT u.id FROM {token} t JOIN {user} u ON u.id = t.user_id "
+            f"JOIN {membership} m ON m.user_id = u.id AND m.project_id = %s "
+            "WHERE t.key = %s AND u.is_active AND NOT u.is_superuser")
 
 
 def _known(model, pk: int):
     """A stand-in for a row known to exist: enough for the services' filters and foreign keys."""
-    if isinstance(model, str):
-        from django.apps import apps
-
-        model = apps.get_model(model)
     instance = model(pk=pk)
     instance._state.adding = False
     instance._state.db = "default"
