@@ -9,6 +9,10 @@ from django.core import signals
 from django.core.asgi import get_asgi_application
 from django.db import close_old_connections
 
+# What a parity test expects of each request: the fast path answers it, or Django does.
+SERVED = "served by the fast path"
+PASSED = "passed to Django"
+
 
 class CountingDjango:
     """The Django ASGI app, counting the requests that reach it."""

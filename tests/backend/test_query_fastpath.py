@@ -27,7 +27,7 @@ from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.query_fastpath import QueryFastPath
 from backend.acquisition.states import State
 from backend.projects.models import Membership
-from tests.backend.asgi_calls import CountingDjango, call
+from tests.backend.asgi_calls import PASSED, SERVED, CountingDjango, call
 from tests.backend.factories import (
     LabelSetFactory,
     MembershipFactory,
@@ -40,8 +40,6 @@ from tests.backend.factories import (
 
 pytestmark = pytest.mark.django_db
 
-SERVED = "served by the fast path"
-PASSED = "passed to Django"
 NOW = datetime(2026, 11, 24, 8, 30, 15, 123456, tzinfo=UTC)
 MASK = np.zeros((4, 4), bool)
 MASK[0, :] = True

@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from backend.imaging.models import Scan
 from backend.imaging.slice_fastpath import SliceFastPath
 from backend.projects.models import Membership
-from tests.backend.asgi_calls import CountingDjango, call
+from tests.backend.asgi_calls import PASSED, SERVED, CountingDjango, call
 from tests.backend.factories import (
     MembershipFactory,
     PoolFactory,
@@ -24,8 +24,6 @@ from tests.backend.factories import (
 
 pytestmark = pytest.mark.django_db
 
-SERVED = "served by the fast path"
-PASSED = "passed to Django"
 
 
 @pytest.fixture(autouse=True)

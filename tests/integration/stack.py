@@ -108,6 +108,17 @@ class Stack:
     def get(self, path: str) -> dict:
         return self.request("GET", path)[1]
 
+    def wait_for_step(self, project: int, step: int, states: set[str], timeout: float = 300.0) -> dict:
+        """The step once it is in one of ``states``; fails if it fails or is cancelled first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = self.get(f"/api/projects/{project}/steps/{step}/")
+            if body["state"] in states:
+                return body
+            assert body["state"] not in {"failed", "cancelled"}, body
+            time.sleep(0.3)
+        raise AssertionError(f"step {step} never reached {states}: {body}\nworker:\n{self.log('worker')}")
+
     def stop(self) -> None:
         for proc in self.procs.values():
             proc.terminate()

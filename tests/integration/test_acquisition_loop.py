@@ -34,17 +34,6 @@ p.save()
 """
 
 
-def wait_for_state(stack, project: int, step: int, states: set[str], timeout: float = 300.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = stack.get(f"/api/projects/{project}/steps/{step}/")
-        if body["state"] in states:
-            return body
-        assert body["state"] not in {"failed", "cancelled"}, body
-        time.sleep(0.3)
-    raise AssertionError(f"step {step} never reached {states}: {body}\nworker:\n{stack.log('worker')}")
-
-
 def answer_everything(stack, project: int, references: dict[int, np.ndarray]) -> int:
     answered = 0
     while True:
@@ -75,15 +64,15 @@ def test_two_steps_through_the_api_survive_a_worker_killed_during_training(produ
     # Step 1, undisturbed.
     status, step = stack.request("POST", f"/api/projects/{project}/steps/", {})
     assert status == 201, step
-    wait_for_state(stack, project, step["id"], {"annotating", "training", "evaluating", "done"})
+    stack.wait_for_step(project, step["id"], {"annotating", "training", "evaluating", "done"})
     answer_everything(stack, project, references)
-    first = wait_for_state(stack, project, step["id"], {"done"})
+    first = stack.wait_for_step(project, step["id"], {"done"})
 
     # Step 2: kill the worker once training has written a checkpoint.
     stack.manage("shell", "-c", LONGER_TRAINING.format(project=project))
     status, step = stack.request("POST", f"/api/projects/{project}/steps/", {})
     assert status == 201, step
-    wait_for_state(stack, project, step["id"], {"annotating", "training"})
+    stack.wait_for_step(project, step["id"], {"annotating", "training"})
     answer_everything(stack, project, references)
     deadline = time.monotonic() + 300
     while (body := stack.get(f"/api/projects/{project}/steps/{step['id']}/"))["percent"] < 10:
@@ -92,7 +81,7 @@ def test_two_steps_through_the_api_survive_a_worker_killed_during_training(produ
     stack.kill("worker")
     assert stack.get(f"/api/projects/{project}/steps/{step['id']}/")["state"] == "training"
     stack.start_worker("worker2")  # a new worker finds the orphaned phase and resumes it
-    second = wait_for_state(stack, project, step["id"], {"done"}, timeout=400)
+    second = stack.wait_for_step(project, step["id"], {"done"}, timeout=400)
 
     # Nothing lost: every answer of both steps is in the training set.
     queries = stack.get(f"/api/projects/{project}/steps/{step['id']}/queries/")

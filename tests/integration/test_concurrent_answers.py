@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from bench.submit_latency import SETUP
-from tests.integration.test_acquisition_loop import wait_for_state
 
 pytestmark = [pytest.mark.services]
 
@@ -50,5 +49,5 @@ def test_simultaneous_last_answers_move_the_step_on_once(production_stack):
     stored = stack.get(f"/api/projects/{project}/steps/{step}/queries/")
     assert sorted(q["status"] for q in stored) == ["answered"] * N
     # The worker then trains, and fails on this project without a network: either way, once.
-    body = wait_for_state(stack, project, step, {"training", "evaluating", "done", "failed"}, timeout=60)
+    body = stack.wait_for_step(project, step, {"training", "evaluating", "done", "failed"}, timeout=60)
     assert [t["state"] for t in body["transitions"]].count("training") == 1, body["transitions"]
