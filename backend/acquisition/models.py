@@ -85,7 +85,13 @@ class Query(models.Model):
     class Meta:
         ordering = ["step", "id"]
         constraints = [models.UniqueConstraint(fields=["step", "scan", "z"], name="one_query_per_slice_and_step")]
-        indexes = [models.Index(fields=["step", "status"])]
+        indexes = [
+            models.Index(fields=["step", "status"]),
+            # Claiming: the oldest open query of a step, and the caller's own open query,
+            # found without reading every open query of the step (queries_sql.claim_next).
+            models.Index(fields=["step", "id"], condition=models.Q(status="open"), name="query_open_by_step"),
+            models.Index(fields=["assignee"], condition=models.Q(status="open"), name="query_open_by_assignee"),
+        ]
 
     def __str__(self) -> str:
         return f"query {self.pk}: {self.scan_id}/{self.z} ({self.status})"

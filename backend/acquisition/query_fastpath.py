@@ -29,13 +29,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signals
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from rest_framework.authtoken.models import Token
 
+from backend.acquisition import queries_sql
 from backend.acquisition.apis_queries import decode_labels, query_output, submission_output
 from backend.acquisition.models import Query
 from backend.acquisition.services import query_claim_next, query_submit
-from backend.core import fastpath
+from backend.core import fastpath, sql
 from backend.projects.models import Membership, Project
 
 _NEXT = re.compile(r"^/api/projects/([0-9]{1,18})/queries/next/$")
@@ -87,10 +88,9 @@ class QueryFastPath:
                 status, data = (200, query_output(query)) if query is not None else (204, None)
             else:
                 labels = decode_labels(answer["labels"], answer["encoding"])
-                # A query of another project is missing here, as for access.query_of.
-                query = Query.objects.select_related("step__project").get(
-                    pk=request["query_id"], step__project_id=request["project_id"])
-                query = query_submit(query=query, user=user, labels=labels, seconds_spent=answer["seconds_spent"])
+                query, label_values = _answerable(request["query_id"], request["project_id"])
+                query = query_submit(query=query, user=user, labels=labels, seconds_spent=answer["seconds_spent"],
+                                     label_values=label_values)
                 status, data = 201, submission_output(query)
         except (ValidationError, DatabaseError, Query.DoesNotExist):
             return None  # nothing was stored: Django answers this request with its error
@@ -143,9 +143,7 @@ def _refuse(constant: str):
 
 def _member(request: dict):
     """The caller, if an active member of the project who is not a superuser (they go to Django's path)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_member_sql(), [request["project_id"], request["token"]])
-        row = cursor.fetchone()
+    row = sql.fetchone(_member_sql(), [request["project_id"], request["token"]])
     return _known(get_user_model(), row[0]) if row else None
 
 
@@ -156,6 +154,17 @@ def _member_sql() -> str:
     return (f"SELECT u.id FROM {token} t JOIN {user} u ON u.id = t.user_id "
             f"JOIN {membership} m ON m.user_id = u.id AND m.project_id = %s "
             "WHERE t.key = %s AND u.is_active AND NOT u.is_superuser")
+
+
+def _answerable(query_id: int, project_id: int) -> tuple[Query, set[int] | None]:
+    """The query to answer, read as ``query_submit`` needs it; a query of another project is
+    missing (Query.DoesNotExist), as for ``access.query_of``."""
+    if queries_sql.available():
+        found = queries_sql.answerable(query_id=query_id, project_id=project_id)
+        if found is None:
+            raise Query.DoesNotExist
+        return found
+    return Query.objects.select_related("step__project").get(pk=query_id, step__project_id=project_id), None
 
 
 def _known(model, pk: int):

@@ -10,11 +10,12 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from backend.acquisition import codec, engine
+from backend.acquisition import codec, engine, queries_sql
 from backend.acquisition.events import publish_query
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.services_steps import StepConflict, step_transition
 from backend.acquisition.states import State
+from backend.core import sql
 from backend.projects.models import Label
 
 LOCK_SECONDS = 15 * 60
@@ -48,13 +49,27 @@ def annotating_step(project) -> AcquisitionStep | None:
     return AcquisitionStep.objects.filter(project=project, state=State.ANNOTATING).first()
 
 
-@transaction.atomic
 def query_claim_next(*, project, user) -> Query | None:
     """Lock the next free query of the project's annotating step for ``user``.
 
     An annotator holds at most one query: a still-valid lock of theirs is returned
     (and renewed) first. None when nothing is left to annotate.
     """
+    if queries_sql.available():
+        now = timezone.now()
+        claimed = queries_sql.claim_next(project_id=project.pk, user_id=user.pk, now=now,
+                                         expires=now + timedelta(seconds=LOCK_SECONDS))
+        if claimed is not None:
+            query, renewal, open_queries = claimed
+            if not renewal:
+                transaction.on_commit(lambda: publish_query(query, open_queries=open_queries), robust=True)
+            return query
+    # Nothing free, or not PostgreSQL: the ORM path, which also ends a step with nothing left.
+    return _claim_next_orm(project=project, user=user)
+
+
+@transaction.atomic
+def _claim_next_orm(*, project, user) -> Query | None:
     step = annotating_step(project)
     if step is None:
         return None
@@ -148,16 +163,19 @@ def _check_answer(query: Query, labels: np.ndarray, allowed: set[int]) -> np.nda
     return merged
 
 
-def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float | None) -> Query:
+def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float | None,
+                 label_values: set[int] | None = None) -> Query:
     """Store an answer: labels (H*W uint8, 255 outside the query) for exactly the queried pixels.
 
-    The answer is checked before any lock is taken; then, in one transaction, a
-    conditional UPDATE stores it only if the query is still open and locked by
-    ``user`` (or free), and the slice joins the training set with its provenance.
+    The answer is checked before any lock is taken; then, atomically, a conditional
+    UPDATE stores it only if the query is still open and locked by ``user`` (or free),
+    and the slice joins the training set with its provenance (one statement on
+    PostgreSQL, ``queries_sql``).
     After the commit, a submission that finds no open query left moves the step to
     training (``_finish_annotating``). Counting after the commit needs no lock: the
     last submission to commit sees every other one, so one of them always finds zero,
     and concurrent submissions of one step never queue behind each other.
+    ``label_values``: those of the project's label set, if the caller read them already.
     """
     if not (Query.step.is_cached(query) and AcquisitionStep.project.is_cached(query.step)):
         query = Query.objects.select_related("step__project").get(pk=query.pk)
@@ -165,26 +183,39 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
     now = timezone.now()
     if step.state != State.ANNOTATING or query.status != Query.Status.OPEN:
         raise QueryLocked(_closed(query, step), code="query_closed")
-    allowed = set(Label.objects.filter(label_set_id=step.project.label_set_id).values_list("value", flat=True)) | {0}
+    if label_values is None:
+        label_values = set(Label.objects.filter(label_set_id=step.project.label_set_id).values_list("value", flat=True))
+    allowed = label_values | {0}
     merged = _check_answer(query, labels, allowed)
     mask = codec.unpack_mask(query.mask, (query.height, query.width))
+    answer = {"status": Query.Status.ANSWERED, "answer": codec.pack_labels(merged[mask]), "answered_by": user,
+              "answered_at": now, "assignee": user, "lock_expires": None, "seconds_spent": seconds_spent}
+    if not _store_answer(query, answer, merged, mask):
+        query.refresh_from_db()
+        step.refresh_from_db()
+        closed = query.status != Query.Status.OPEN or step.state != State.ANNOTATING
+        raise QueryLocked(_closed(query, step) if closed else _why_not_free(query, now),
+                          code="query_closed" if closed else "query_locked")
+    _stored(query, answer)
+    # robust: the answer is stored whatever happens next; a failure here is logged,
+    # and the next claim that finds nothing left moves the step on instead.
+    transaction.on_commit(lambda: _after_answer(query), robust=True)
+    return query
+
+
+def _store_answer(query: Query, answer: dict, merged: np.ndarray, mask: np.ndarray) -> bool:
+    """Store ``answer`` and the slice's training labels if the query still takes it; else store nothing."""
+    user, now = answer["answered_by"], answer["answered_at"]
+    if queries_sql.available():
+        return queries_sql.store_answer(
+            query=query, user_id=user.pk, now=now, answer=answer["answer"], seconds_spent=answer["seconds_spent"],
+            labels=codec.pack_labels(merged), answered=codec.pack_mask(mask))
     with transaction.atomic():
-        answer = {"status": Query.Status.ANSWERED, "answer": codec.pack_labels(merged[mask]), "answered_by": user,
-                  "answered_at": now, "assignee": user, "lock_expires": None, "seconds_spent": seconds_spent}
         stored = Query.objects.filter(pk=query.pk, status=Query.Status.OPEN, step__state=State.ANNOTATING).filter(
             _lock_free(now) | Q(assignee=user)).update(**answer)
-        if not stored:
-            query.refresh_from_db()
-            step.refresh_from_db()
-            closed = query.status != Query.Status.OPEN or step.state != State.ANNOTATING
-            raise QueryLocked(_closed(query, step) if closed else _why_not_free(query, now),
-                              code="query_closed" if closed else "query_locked")
-        _stored(query, answer)
-        _add_to_training_set(query, merged, mask)
-        # robust: the answer is stored whatever happens next; a failure here is logged,
-        # and the next claim that finds nothing left moves the step on instead.
-        transaction.on_commit(lambda: _after_answer(query), robust=True)
-    return query
+        if stored:
+            _add_to_training_set(query, merged, mask)
+    return bool(stored)
 
 
 def _after_answer(query: Query) -> None:
@@ -207,7 +238,9 @@ def _closed(query: Query, step: AcquisitionStep) -> str:
 
 
 def _open_count(step_id: int) -> int:
-    return Query.objects.filter(step_id=step_id, status=Query.Status.OPEN).count()
+    # Plain SQL: this runs after every answer, and compiling the ORM's COUNT cost more than running it.
+    return sql.fetchone(f"SELECT COUNT(*) FROM {Query._meta.db_table} WHERE step_id = %s AND status = %s",
+                        [step_id, Query.Status.OPEN])[0]
 
 
 def _add_to_training_set(query: Query, merged: np.ndarray, answered: np.ndarray) -> None:

@@ -123,6 +123,11 @@ else:
     # instead of opening one per request: connecting cost more than a slice query.
     # Workers keep plain connections: their threads live long and a pool must not
     # be shared across Celery's forked children.
+    # Django's cursors bind on the client and never prepare; backend.core.sql prepares the
+    # hot paths' statements (prepare=True) only when this is not None. Off behind PgBouncer
+    # older than 1.21 in transaction mode, which loses prepared statements between transactions.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        1_000_000 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None)
     if env.bool("MYOLABEL_DB_POOL", default=False) and DATABASES["default"]["CONN_MAX_AGE"] == 0:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 2,

@@ -9,7 +9,7 @@ import pytest
 from django.db import DatabaseError
 from django.utils import timezone
 
-from backend.acquisition import codec
+from backend.acquisition import codec, queries_sql
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.selectors import mac_summary
 from backend.acquisition.services import (
@@ -44,6 +44,17 @@ PREDICTED = np.full((4, 4), 2, np.uint8)
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
     use_tmp_storage(settings, tmp_path)
+
+
+@pytest.fixture(autouse=True, params=["sql", "orm"])
+def write_path(request, monkeypatch):
+    """On PostgreSQL every test runs twice: with the single statements of queries_sql, then with the
+    ORM code that SQLite uses."""
+    if request.param == "orm":
+        if not queries_sql.available():
+            pytest.skip("SQLite has the ORM path only, and the 'sql' variant of this test ran it")
+        monkeypatch.setattr(queries_sql, "available", lambda: False)
+    return request.param
 
 
 @pytest.fixture
