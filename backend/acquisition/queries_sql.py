@@ -1,12 +1,13 @@
-"""The annotation phase's two hot writes as single PostgreSQL statements.
+"""The annotator's hot statements on PostgreSQL: claim a query, read it for an answer, store the answer.
 
 Through the ORM, a claim took five statements (the step, BEGIN, the locked read, the
-UPDATE, COMMIT) and an answer four (BEGIN, UPDATE, INSERT, COMMIT), with a transaction
-open across the round trips in between. With twenty annotators working back to back,
-compiling those statements was most of the web processes' time and each round trip
-held a transaction open. Here each write is one statement in autocommit, with the
-same conditions as the ORM code in ``services_queries`` (which SQLite still uses, and
-which handles every case these return None for).
+UPDATE, COMMIT) and an answer six (the query, the label values, BEGIN, UPDATE, INSERT,
+COMMIT), with a transaction open across the round trips in between. With twenty
+annotators working back to back, compiling them was most of the web processes' time,
+and planning them most of PostgreSQL's. Here each is one statement in autocommit,
+prepared once per connection (``backend.core.sql``), with the same conditions as the
+ORM code in ``services_queries``: SQLite still uses that code, and so does every case
+these return None for (nothing free, nothing stored), so that its errors are the same.
 """
 
 from __future__ import annotations
