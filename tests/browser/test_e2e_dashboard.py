@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from backend.acquisition import services_steps
@@ -70,5 +72,22 @@ def test_lead_starts_a_step_and_sees_live_progress_then_charts(app_page, asgi_se
     assert "MC-dropout inference: 57 %" in text and "about 80 s left" in text
     width = page.evaluate("() => document.querySelector('#steps td.step-progress .progress > div').style.width")
     assert width == "57%"
+
+    # A team at work sends an event per claim and per answer: the dashboard refreshes at most
+    # once a second, and once more after the last event, not once per event.
+    refreshes = []
+    page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith(f"{project.id}/steps/") else None)
+    started = time.monotonic()
+    for i in range(30):
+        publish_surely(project_group(project.id), {
+            "type": "acquisition.query", "step": step.id, "query": i, "status": "answered",
+            "assignee": lead.id, "open_queries": 30 - i})
+    AcquisitionStep.objects.filter(pk=step.pk).update(state="selecting")
+    publish_surely(project_group(project.id), {
+        "type": "acquisition.query", "step": step.id, "query": 30, "status": "answered", "assignee": lead.id,
+        "open_queries": 0})
+    page.wait_for_selector("#steps tr[data-step] .state.selecting", timeout=10000)
+    page.wait_for_timeout(1500)  # any refresh still due
+    assert 1 <= len(refreshes) <= time.monotonic() - started + 1, refreshes
     assert page.evaluate("() => window.notReloaded") is True
     assert page.errors == []

@@ -221,6 +221,23 @@ async function refresh() {
   renderCharts(state.queriesByStep);
 }
 
+// Every claim and every answer sends an event (dozens a second while a team works back
+// to back), and one refresh makes four or more API calls: refresh at most once a second,
+// never two at a time, and always once more after the last event.
+const REFRESH_EVERY_MS = 1000;
+let refreshTimer = null;
+let lastRefresh = 0;
+
+function refreshSoon() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(async () => {
+    await state.ready; // the refresh in flight, if any
+    refreshTimer = null;
+    lastRefresh = Date.now();
+    state.ready = refresh();
+  }, Math.max(0, lastRefresh + REFRESH_EVERY_MS - Date.now()));
+}
+
 // ---------- comparing with other projects (e.g. one per strategy) ----------
 
 async function toggleCompare(other, on) {
@@ -313,13 +330,14 @@ $("#tau-save").addEventListener("click", async () => {
 
 liveEvents(`/ws/projects/${project.id}/`, (ev) => {
   if (ev.type === "acquisition.progress") onProgress(ev);
-  else if (ev.type === "acquisition.state" || ev.type === "acquisition.query") refresh();
+  else if (ev.type === "acquisition.state" || ev.type === "acquisition.query") refreshSoon();
 }, (status) => {
   const el = $("#live");
   el.textContent = { live: "live updates on", reconnecting: "reconnecting…", refused: "live updates refused" }[status];
   el.className = `live ${status === "live" ? "on" : "off"}`;
   state.live = status;
-  if (status === "live") refresh();
+  if (status === "live") refreshSoon();
 });
 
+lastRefresh = Date.now();
 state.ready = refresh();
