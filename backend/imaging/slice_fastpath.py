@@ -159,22 +159,12 @@ def _sql(who: str) -> str:
             "WHERE m.user_id = u.id AND pp.{pp_pool} = s.pool_id))").format(**tables)
 
 
-
-
-
-
-
-
 def _render(hu: np.ndarray, request: dict) -> bytes:
     if request["kind"] == "raw":
         return slices.raw_bytes(hu, "<i2")
     window, level = request["window"]
     grey = slices.window_to_uint8(hu, window=window, level=level)
     return slices.encode_png(grey, level=settings.MYOLABEL_PNG_LEVEL)
-
-
-
-
 
 
 def _headers(kind: str, shape: tuple[int, int], length: int, *, secure: bool) -> list[tuple[bytes, bytes]]:
@@ -185,4 +175,3 @@ def _headers(kind: str, shape: tuple[int, int], length: int, *, secure: bool) ->
         found = {"Content-Type": "image/png", "Cache-Control": slices.CACHE_CONTROL}
     found |= {"Vary": "Accept, Cookie", "Allow": "GET, HEAD, OPTIONS", "Content-Length": str(length)}
     return [(k.encode(), v.encode()) for k, v in found.items()] + fastpath.security_headers(secure)
-

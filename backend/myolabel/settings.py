@@ -119,15 +119,15 @@ else:
     # (20 concurrent annotators exhausted PostgreSQL's 100 connections).
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # The web process (asgi.py turns this on) borrows connections from a psycopg pool
-    # instead of opening one per request: connecting cost more than a slice query.
-    # Workers keep plain connections: their threads live long and a pool must not
-    # be shared across Celery's forked children.
     # Django's cursors bind on the client and never prepare; backend.core.sql prepares the
     # hot paths' statements (prepare=True) only when this is not None. Off behind PgBouncer
     # older than 1.21 in transaction mode, which loses prepared statements between transactions.
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         1_000_000 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None)
+    # The web process (asgi.py turns this on) borrows connections from a psycopg pool
+    # instead of opening one per request: connecting cost more than a slice query.
+    # Workers keep plain connections: their threads live long and a pool must not
+    # be shared across Celery's forked children.
     if env.bool("MYOLABEL_DB_POOL", default=False) and DATABASES["default"]["CONN_MAX_AGE"] == 0:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 2,

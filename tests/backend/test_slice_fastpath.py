@@ -25,7 +25,6 @@ from tests.backend.factories import (
 pytestmark = pytest.mark.django_db
 
 
-
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
     use_tmp_storage(settings, tmp_path)
