@@ -28,7 +28,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from backend.core import fastpath
+from backend.core import fastpath, sql
 from backend.imaging import slices
 from backend.imaging.models import Scan
 from backend.imaging.volumes import local_path
@@ -135,9 +135,7 @@ def _visible_volume_name(request: dict) -> str | None:
         who, param = "u.id = (SELECT t.user_id FROM {token} t WHERE t.key = %s)", key
     else:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(who), [request["scan_id"], param, Scan.Status.READY])
-        row = cursor.fetchone()
+    row = sql.fetchone(_sql(who), [request["scan_id"], param, Scan.Status.READY])
     return row[0] if row else None
 
 
