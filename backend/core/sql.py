@@ -27,8 +27,9 @@ def fetchone(sql: str, params: Sequence | Mapping) -> tuple | None:
             return cursor.fetchone()
     import psycopg
 
-    with connection.cursor():  # Django's checks: the connection, its thread, a broken transaction
+    with connection.cursor():  # Django's checks: the connection's health, its thread
         pass
+    connection.validate_no_broken_transaction()  # as Django's cursor does before each query
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()

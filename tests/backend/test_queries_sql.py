@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from backend.acquisition import codec, queries_sql
@@ -127,3 +128,10 @@ def _prepared():
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         return cursor.fetchall()
+
+
+def test_fetchone_refuses_a_broken_transaction_as_django_cursors_do():
+    with transaction.atomic():
+        transaction.set_rollback(True)  # as after an error inside the block
+        with pytest.raises(TransactionManagementError, match="You can't execute queries until the end"):
+            sql.fetchone("SELECT 1", [])
