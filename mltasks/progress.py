@@ -53,7 +53,7 @@ class TqdmProgress:
     def __call__(self, p: Progress) -> None:
         from tqdm import tqdm
 
-        if p.phase != self._phase:
+        if p.phase != self._phase or self._bar is None:  # None: closed by the caller between runs
             self.close()
             self._phase = p.phase
             self._bar = tqdm(total=p.total or None, desc=p.phase, unit="it", leave=True)

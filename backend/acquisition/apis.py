@@ -7,12 +7,25 @@ Contract for the browser: docs/api-acquisition.md.
 from __future__ import annotations
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from backend.acquisition import codec, engine
-from backend.acquisition.apis_base import LEAD, AcquisitionApi, project_of, step_of
+from backend.acquisition.apis_base import (
+    ATTACHMENT,
+    LEAD,
+    AcquisitionApi,
+    DownloadApi,
+    project_of,
+    step_of,
+)
 from backend.acquisition.export import training_set_zip
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.selectors import mac_summary, step_mac, steps_of
@@ -195,10 +208,11 @@ class TrainingSetSeedApi(AcquisitionApi):
         return Response(self.OutputSerializer({"added": added}).data, status=status.HTTP_201_CREATED)
 
 
-class TrainingSetExportApi(AcquisitionApi):
+class TrainingSetExportApi(DownloadApi):
     """Zip of NIfTI label maps (255 = unlabelled) and provenance maps (0 none, 1 predicted, 2 answered)."""
 
-    @extend_schema(responses={(200, "application/zip"): bytes})
+    @extend_schema(parameters=[ATTACHMENT], responses={(200, "application/zip"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="project-{p}-training-set.zip")})
     def get(self, request, project_id: int):
         project = project_of(request, project_id, LEAD)
         response = HttpResponse(training_set_zip(project), content_type="application/zip")

@@ -1,38 +1,52 @@
-"""Shared pieces of the acquisition API: error mapping and object lookup through access rules."""
+"""Shared pieces of the acquisition API: its domain errors' answers and object lookup through access rules."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
-from rest_framework.response import Response
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.views import APIView
 
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, Segmentation
-from backend.acquisition.services import QueryLocked, StepConflict, SubmissionRejected
+from backend.acquisition.services import StepConflict
 from backend.acquisition.states import IllegalTransition
+from backend.core.errors import register_domain_error
 from backend.projects.access import Role, project_for
 
 ANNOTATOR, LEAD = Role.ANNOTATOR, Role.LEAD
 
-
-def _error(message: str, code: str, http: int) -> Response:
-    return Response({"detail": message, "code": code}, status=http)
+# Answered in the API's error shape by backend.core.errors; a refused submission
+# (SubmissionRejected) is a ValidationError, a 400 with its own code.
+register_domain_error(StepConflict, status.HTTP_409_CONFLICT, "conflict")  # QueryLocked too
+register_domain_error(IllegalTransition, status.HTTP_409_CONFLICT, "illegal_transition")
 
 
 class AcquisitionApi(APIView):
-    """APIView that turns the app's domain errors into 400 / 409 answers with a readable detail."""
+    """The base of the acquisition views (errors: ``backend.core.errors``)."""
 
-    def handle_exception(self, exc):
-        if isinstance(exc, SubmissionRejected):
-            return _error(exc.messages[0], exc.code or "invalid", status.HTTP_400_BAD_REQUEST)
-        if isinstance(exc, QueryLocked | StepConflict):
-            return _error(exc.messages[0], exc.code or "conflict", status.HTTP_409_CONFLICT)
-        if isinstance(exc, IllegalTransition):
-            return _error(str(exc), "illegal_transition", status.HTTP_409_CONFLICT)
-        if isinstance(exc, ValidationError):
-            return _error("; ".join(exc.messages), "invalid", status.HTTP_400_BAD_REQUEST)
-        return super().handle_exception(exc)
+
+class _AnyFileRenderer(BaseRenderer):
+    """Accepts the ``Accept`` of a client asking for a file (its type or ``*/*``); the views send the file."""
+
+    media_type = "*/*"
+    format = "file"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class DownloadApi(AcquisitionApi):
+    """A view that sends a file; its errors are JSON whatever the client accepts (``backend.core.errors``)."""
+
+    renderer_classes = [JSONRenderer, _AnyFileRenderer]
+
+
+# The schema's header of a download's 200 answer.
+ATTACHMENT = OpenApiParameter("Content-Disposition", str, OpenApiParameter.HEADER, response=[200],
+                              description='attachment; filename="<name>"')
 
 
 def project_of(request, project_id: int, role: str = ANNOTATOR):

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from backend.acquisition import engine
 from backend.acquisition.apis_base import (
+    ATTACHMENT,
     LEAD,
     AcquisitionApi,
+    DownloadApi,
     project_of,
     segmentation_of,
     version_of,
@@ -20,6 +29,7 @@ from backend.acquisition.export import dicom_seg_bytes, load_npy, nifti_bytes, r
 from backend.acquisition.models import ModelVersion, Segmentation
 from backend.acquisition.selectors import current_model
 from backend.acquisition.services import StepConflict, segmentation_request
+from backend.core.ids import IdField
 from backend.projects.access import scan_for
 
 
@@ -53,13 +63,14 @@ class ModelDetailApi(AcquisitionApi):
         return Response(ModelVersionOutput(version, context={"current_id": current and current.id}).data)
 
 
-class ModelCheckpointApi(AcquisitionApi):
+class ModelCheckpointApi(DownloadApi):
     """The checkpoint file (torch, loadable with weights_only=True; mltasks.checkpoint format)."""
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(parameters=[ATTACHMENT], responses={(200, "application/octet-stream"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="project-{p}-model-{number}.pt")})
     def get(self, request, project_id: int, version_id: int):
         version = version_of(request, project_id, version_id, LEAD)
-        return FileResponse(version.checkpoint.open("rb"), as_attachment=True,
+        return FileResponse(version.checkpoint.open("rb"), as_attachment=True, content_type="application/octet-stream",
                             filename=f"project-{project_id}-model-{version.number}.pt")
 
 
@@ -72,8 +83,8 @@ class SegmentationOutput(serializers.ModelSerializer):
 class SegmentationListApi(AcquisitionApi):
     @extend_schema_serializer(component_name="SegmentationRequestInput")
     class InputSerializer(serializers.Serializer):
-        scan_id = serializers.IntegerField()
-        model_version_id = serializers.IntegerField(required=False, allow_null=True)
+        scan_id = IdField()
+        model_version_id = IdField(required=False, allow_null=True)
 
     @extend_schema(responses={200: SegmentationOutput(many=True)})
     def get(self, request, project_id: int):
@@ -120,13 +131,19 @@ class GridQuery(serializers.Serializer):
                                           "or working (the 1 mm working grid)."})
 
 
-class SegmentationFileApi(AcquisitionApi):
+_FILES = "labels.nii.gz, uncertainty.nii.gz (gzip NIfTI), seg.dcm (DICOM-SEG) or report.csv"
+
+
+class SegmentationFileApi(DownloadApi):
     """``labels.nii.gz``, ``uncertainty.nii.gz``, ``seg.dcm`` (DICOM-SEG) or ``report.csv``."""
 
     KINDS = {"labels.nii.gz", "uncertainty.nii.gz", "seg.dcm", "report.csv"}
 
-    @extend_schema(operation_id="projects_segmentations_file", parameters=[GridQuery],
-                   responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(operation_id="projects_segmentations_file", parameters=[
+        GridQuery, ATTACHMENT, OpenApiParameter("kind", str, OpenApiParameter.PATH, enum=sorted(KINDS))],
+        responses={(200, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY, description=_FILES),
+                   (200, "application/dicom"): OpenApiResponse(OpenApiTypes.BINARY, description=_FILES),
+                   (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=_FILES)})
     def get(self, request, project_id: int, segmentation_id: int, kind: str):
         seg = _finished(segmentation_of(request, project_id, segmentation_id))
         stem = f"segmentation-{seg.id}-scan-{seg.scan_id}"
@@ -144,4 +161,4 @@ class SegmentationFileApi(AcquisitionApi):
                 geometry = seg.scan.original_geometry
                 array = engine.to_original_grid(array, seg.scan.geometry, geometry, labels=labels)
             return _download(nifti_bytes(array, geometry), f"{stem}-{kind}", "application/gzip")
-        return Response({"detail": f"unknown file {kind!r}; one of {sorted(self.KINDS)}"}, status=404)
+        raise NotFound(f"unknown file {kind!r}; one of {sorted(self.KINDS)}")

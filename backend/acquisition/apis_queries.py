@@ -136,17 +136,29 @@ class QuerySubmitApi(AcquisitionApi):
         query = query_of(request, project_id, query_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        labels = decode_labels(data.validated_data["labels"], data.validated_data["encoding"])
+        labels = decode_labels(data.validated_data["labels"], data.validated_data["encoding"], pixels(query))
         query = query_submit(query=query, user=request.user, labels=labels,
                              seconds_spent=data.validated_data.get("seconds_spent"))
         return Response(self.OutputSerializer(query).data, status=status.HTTP_201_CREATED)
 
 
-def decode_labels(text: str, encoding: str) -> np.ndarray:
+def pixels(query: Query) -> int:
+    return query.height * query.width
+
+
+def decode_labels(text: str, encoding: str, size: int) -> np.ndarray:
+    """The submitted raster of a slice of ``size`` pixels; zlib data is inflated to at most ``size + 1`` bytes.
+
+    SubmissionRejected (nothing stored) if it is not base64 (of zlib data), or inflates to more than the
+    slice (``labels_too_large``); a raster of the wrong size is refused later (``bad_size``).
+    """
     try:
         raw = codec.unb64(text)
         if encoding == "zlib":
-            raw = zlib.decompress(raw)
+            raw = codec.inflate(raw, size)
+    except codec.RasterTooLarge as exc:
+        raise SubmissionRejected(f"the zlib labels inflate to more than the slice's {size} pixels (one uint8 "
+                                 "each); send exactly one value per pixel", code="labels_too_large") from exc
     except (binascii.Error, ValueError, zlib.error) as exc:
         raise SubmissionRejected(f"labels are not valid base64{' of zlib data' if encoding == 'zlib' else ''}: "
                                  f"{exc}", code="bad_encoding") from exc

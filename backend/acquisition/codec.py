@@ -6,6 +6,10 @@ All rasters are one slice (H, W) in row-major (y, x) order, like numpy's default
 - labels: uint8 raster, zlib-compressed.
 - uncertainty: float16 little-endian raster, zlib-compressed.
 The API sends any of them as base64 text (docs/api-acquisition.md).
+
+Inflating is always bounded by the size the raster must have: a client's zlib
+stream that inflates to more is refused after ``size + 1`` bytes (RasterTooLarge),
+however large it would grow.
 """
 
 from __future__ import annotations
@@ -14,6 +18,26 @@ import base64
 import zlib
 
 import numpy as np
+
+
+class RasterTooLarge(ValueError):
+    """A zlib stream inflates to more bytes than its raster has."""
+
+
+def inflate(data: bytes, size: int) -> bytes:
+    """The zlib stream ``data`` inflated, at most ``size`` bytes.
+
+    RasterTooLarge if it holds more (only ``size + 1`` bytes are ever produced: a
+    stream that would inflate to gigabytes costs no more than a raster);
+    zlib.error if it is not zlib or ends early.
+    """
+    inflater = zlib.decompressobj()
+    raw = inflater.decompress(data, size + 1)  # any bytes-like object: no copy of the input
+    if len(raw) > size:
+        raise RasterTooLarge(f"inflates to more than the {size} bytes of the raster")
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated zlib stream")
+    return raw
 
 
 def pack_mask(mask: np.ndarray) -> bytes:
@@ -31,7 +55,7 @@ def pack_labels(labels: np.ndarray) -> bytes:
 
 
 def unpack_labels(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    raw = np.frombuffer(zlib.decompress(bytes(data)), dtype=np.uint8)
+    raw = np.frombuffer(inflate(data, int(np.prod(shape))), dtype=np.uint8)
     if raw.size != int(np.prod(shape)):
         msg = f"label raster holds {raw.size} pixels, the slice has {int(np.prod(shape))} ({shape[0]} x {shape[1]})"
         raise ValueError(msg)
@@ -43,7 +67,8 @@ def pack_float16(values: np.ndarray) -> bytes:
 
 
 def unpack_float16(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    return np.frombuffer(zlib.decompress(bytes(data)), dtype="<f2").reshape(shape).astype(np.float32)
+    raw = inflate(data, 2 * int(np.prod(shape)))
+    return np.frombuffer(raw, dtype="<f2").reshape(shape).astype(np.float32)
 
 
 def b64(data: bytes) -> str:

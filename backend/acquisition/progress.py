@@ -3,20 +3,69 @@
 ``PhaseReporter`` is the ``on_progress`` callback handed to ``mltasks``. It maps the
 library's per-phase fractions onto the step phase's 0-100 % through segments
 (``segment(start, end, detail)``), publishes at most a few events per second,
-and at most once a second writes a heartbeat that doubles as the cancel check:
-when the lead cancelled (or another worker took the phase over) it raises
-``Cancelled`` and the work stops between two chunks.
+and at most once a second writes the percentage with a heartbeat that doubles as
+the cancel check: when the lead cancelled (or another worker took the phase over)
+it raises ``Cancelled`` and the work stops between two chunks.
+
+Progress comes only between chunks and epochs (an epoch of the larger profiles
+takes minutes), so ``LeaseKeeper`` also renews the heartbeat from a thread every
+``leases.HEARTBEAT_EVERY`` seconds while the phase runs.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 
-from backend.acquisition.events import publish_progress
-from backend.acquisition.services_steps import step_heartbeat
+from django.db import DatabaseError, connection, connections
 
+from backend.acquisition import leases
+from backend.acquisition.events import publish_progress
+from backend.acquisition.services_steps import step_heartbeat, step_renew_lease
+
+log = logging.getLogger(__name__)
 PUBLISH_EVERY = 0.5
-HEARTBEAT_EVERY = 1.0
+WRITE_EVERY = 1.0  # percentage + heartbeat + cancel check; the lease alone is renewed by LeaseKeeper
+
+
+class LeaseKeeper:
+    """Renews a phase's heartbeat from a daemon thread until the ``with`` block ends.
+
+    Not started when the caller is inside a transaction (as the unit tests run
+    phases): the thread's own connection could not see a lease written in that
+    transaction, and on PostgreSQL it would wait on that row's lock.
+    """
+
+    def __init__(self, *, step_id: int, phase: str, runner: str, every: float | None = None) -> None:
+        self.step_id, self.phase, self.runner = step_id, phase, runner
+        self.every = leases.HEARTBEAT_EVERY if every is None else every
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LeaseKeeper:
+        if not connection.in_atomic_block:
+            self._thread = threading.Thread(target=self._run, name=f"lease-step-{self.step_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.every + 5.0)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    if not step_renew_lease(step_id=self.step_id, phase=self.phase, runner=self.runner):
+                        return  # cancelled, finished or taken over: the phase learns it at its next report
+                    self.renewals += 1
+                except DatabaseError as exc:  # a busy or unreachable database: try again next time
+                    log.warning("step %s: heartbeat not written (%s)", self.step_id, exc)
+        finally:
+            connections.close_all()  # this thread's connections only
 
 
 class Cancelled(Exception):  # noqa: N818 - names the event, like Django's exceptions
@@ -45,7 +94,7 @@ class PhaseReporter:
         elapsed = time.monotonic() - self.started
         eta = elapsed * (100.0 - self.percent) / self.percent if self.percent >= 1.0 else None
         now = time.monotonic()
-        if force or now - self._beat >= HEARTBEAT_EVERY:
+        if force or now - self._beat >= WRITE_EVERY:
             self._beat = now
             if not step_heartbeat(step_id=self.step_id, phase=self.phase, runner=self.runner,
                                   percent=self.percent, eta=eta):

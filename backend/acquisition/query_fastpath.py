@@ -33,7 +33,7 @@ from django.db import DatabaseError
 from rest_framework.authtoken.models import Token
 
 from backend.acquisition import queries_sql
-from backend.acquisition.apis_queries import decode_labels, query_output, submission_output
+from backend.acquisition.apis_queries import decode_labels, pixels, query_output, submission_output
 from backend.acquisition.models import Query
 from backend.acquisition.services import query_claim_next, query_submit
 from backend.core import fastpath, sql
@@ -87,8 +87,8 @@ class QueryFastPath:
                 query = query_claim_next(project=_known(Project, request["project_id"]), user=user)
                 status, data = (200, query_output(query)) if query is not None else (204, None)
             else:
-                labels = decode_labels(answer["labels"], answer["encoding"])
                 query, label_values = _answerable(request["query_id"], request["project_id"])
+                labels = decode_labels(answer["labels"], answer["encoding"], pixels(query))
                 query = query_submit(query=query, user=user, labels=labels, seconds_spent=answer["seconds_spent"],
                                      label_values=label_values)
                 status, data = 201, submission_output(query)
@@ -175,12 +175,19 @@ def _known(model, pk: int):
     return instance
 
 
+def _vary() -> bytes:
+    """DRF varies on Accept only when a view has several renderers (the default list is JSON only)."""
+    from rest_framework.settings import api_settings
+
+    return b"Accept, Cookie" if len(api_settings.DEFAULT_RENDERER_CLASSES) > 1 else b"Cookie"
+
+
 def _response(status: int, data: dict | None, *, secure: bool) -> tuple[int, list, bytes]:
     """The response DRF's JSONRenderer and Django's middleware make of ``data`` (the parity test checks)."""
     body = b"" if data is None else json.dumps(data, ensure_ascii=False, separators=(",", ":"),
                                                allow_nan=False).encode()
     headers = [(b"Content-Type", b"application/json")] if data is not None else []
-    headers += [(b"Vary", b"Accept, Cookie"), (b"Allow", b"POST, OPTIONS"), (b"Content-Length", str(len(body)).encode())]
+    headers += [(b"Vary", _vary()), (b"Allow", b"POST, OPTIONS"), (b"Content-Length", str(len(body)).encode())]
     return status, headers + fastpath.security_headers(secure), body
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.db.models import Count, F, Q, QuerySet, Sum
+from django.utils import timezone
 
+from backend.acquisition.leases import lease_gone
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query
+from backend.acquisition.states import WORKER_PHASES
 
 
 def pool_scans(project) -> QuerySet:
@@ -67,3 +70,11 @@ def mac_summary(project) -> dict:
 
 def step_mac(step) -> dict:
     return _mac_row(Query.objects.filter(step=step).exclude(status=Query.Status.WITHDRAWN).aggregate(**_AGG))
+
+
+def orphaned_phases(now=None) -> list[tuple[AcquisitionStep, str]]:
+    """Steps whose worker phase is held by a runner that is gone, each with why (leases.lease_gone)."""
+    now = now or timezone.now()
+    held = AcquisitionStep.objects.filter(state__in=WORKER_PHASES).exclude(runner="").order_by("id")
+    found = ((step, lease_gone(step.runner, step.heartbeat, now)) for step in held)
+    return [(step, why) for step, why in found if why]

@@ -2,12 +2,13 @@
 
 ``phase_execute`` is what every phase task calls. It takes the phase's lease
 (a conditional UPDATE: a re-delivered or duplicated task for a phase that is
-done, or alive in another worker, does nothing), runs the work with a
-``PhaseReporter`` and records the results in ONE transaction at the end, after
-checking it still holds the lease. A worker killed half-way leaves the step in
-its phase; the phase then restarts from its beginning (training: from its last
-epoch checkpoint) when the task is delivered again or re-scheduled by
-``steps_resume_stalled``.
+done, or held by a live process, does nothing; a phase whose runner is gone is
+taken over, see ``leases``), runs the work with a ``PhaseReporter`` while a
+``LeaseKeeper`` thread renews the heartbeat, and records the results in ONE
+transaction at the end, after checking it still holds the lease. A worker killed
+half-way leaves the step in its phase; the phase then restarts from its beginning
+(training: from its last epoch checkpoint) when the task is delivered again or
+re-scheduled by ``steps_take_over_orphans`` / ``steps_resume_stalled``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from django.db import transaction
 
 from backend.acquisition import codec, engine
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
-from backend.acquisition.progress import Cancelled, PhaseReporter
+from backend.acquisition.progress import Cancelled, LeaseKeeper, PhaseReporter
 from backend.acquisition.selectors import current_model, pool_scans
 from backend.acquisition.services_queries import queries_auto_answer_empty
 from backend.acquisition.services_steps import (
+    Claim,
     step_cancel_acknowledge,
     step_claim_phase,
     step_fail,
@@ -36,7 +38,6 @@ from backend.acquisition.services_steps import (
 from backend.acquisition.states import State
 
 log = logging.getLogger(__name__)
-CHUNK = 16  # slices per inference chunk: the cancel check runs between chunks
 
 
 class PhaseLost(Exception):  # noqa: N818
@@ -63,14 +64,17 @@ def local_checkpoint(version: ModelVersion) -> Path:
 
 def phase_execute(*, step_id: int, phase: str, runner: str) -> str:
     """Run ``phase`` of a step if it is still due; returns "done", "skipped", "cancelled" or "failed"."""
-    if not step_claim_phase(step_id=step_id, phase=phase, runner=runner):
-        log.info("step %s: %s is done or running elsewhere; nothing to do", step_id, phase)
+    claim = step_claim_phase(step_id=step_id, phase=phase, runner=runner)
+    if claim is not Claim.TAKEN:
+        why = "is done" if claim is Claim.DONE else "is running in a live worker"
+        log.info("step %s: %s %s; nothing to do", step_id, phase, why)
         return "skipped"
     log.info("step %s: %s starts in %s", step_id, phase, runner)
     step = AcquisitionStep.objects.select_related("project", "project__label_set").get(pk=step_id)
     reporter = PhaseReporter(step_id=step.id, project_id=step.project_id, phase=phase, runner=runner)
     try:
-        WORK[phase](step, reporter, runner)
+        with LeaseKeeper(step_id=step_id, phase=phase, runner=runner):
+            WORK[phase](step, reporter, runner)
     except (Cancelled, PhaseLost):
         step_cancel_acknowledge(step_id=step_id, phase=phase)
         return "cancelled"
@@ -154,35 +158,9 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     else:
         model = engine.load_model(local_checkpoint(version))
     reporter.segment(50 if bootstrap else 0, 100, "MC-dropout inference over the pool")
-    labelled = set(TrainingSlice.objects.filter(project=project).values_list("scan_id", "z"))
-    scans = list(pool_scans(project))
-    todo = [(scan, [z for z in range(scan.shape[0]) if (scan.id, z) not in labelled]) for scan in scans]
-    total = sum(len(zs) for _, zs in todo)
-    if total == 0:
-        raise ValueError("every pool slice is already in the training set; add scans to the pool")
-    keys, scores, descriptors, kept = [], [], [], {}
-    done = 0
-    for scan, zs in todo:
-        hu = engine.scan_hu(scan)
-        for start in range(0, len(zs), CHUNK):
-            chunk = zs[start:start + CHUNK]
-            chunk_hu = np.asarray(hu[chunk])
-            res = engine.predict_slices(chunk_hu, model, t_samples=step.mc_samples, seed=step.pk)
-            chunk_scores = engine.slice_scores(res.uncertainty, chunk_hu)
-            for i, z in enumerate(chunk):
-                kept[len(keys)] = (res.labels[i], res.uncertainty[i].astype(np.float16))
-                keys.append((scan.id, z))
-                scores.append(float(chunk_scores[i]))
-            descriptors.append(res.descriptors)
-            _keep_most_uncertain(kept, scores, step.k_uncertain)
-            done += len(chunk)
-            reporter.update(done / total)
+    ranking = _rank_pool(step, model, reporter)
     buffer = io.BytesIO()
-    idx = sorted(kept)
-    np.savez_compressed(buffer, keys=np.array(keys, dtype=np.int64), scores=np.array(scores),
-                        descriptors=np.concatenate(descriptors), map_index=np.array(idx, dtype=np.int64),
-                        map_labels=np.stack([kept[i][0] for i in idx]),
-                        map_u=np.stack([kept[i][1] for i in idx]))
+    np.savez_compressed(buffer, **ranking.to_arrays())
     with transaction.atomic():
         fresh = _locked_step(step, State.INFERRING, runner)
         if bootstrap is not None:
@@ -193,13 +171,24 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     (cache_dir() / f"step-{step.pk}-bootstrap.pt").unlink(missing_ok=True)
 
 
-def _keep_most_uncertain(kept: dict, scores: list[float], k: int) -> None:
-    """Drop cached maps of slices that can no longer be among the k most uncertain."""
-    if len(kept) <= 2 * k:
-        return
-    order = sorted(kept, key=lambda i: (-scores[i], i))
-    for i in order[k:]:
-        del kept[i]
+def _rank_pool(step: AcquisitionStep, model, reporter: PhaseReporter) -> engine.SliceRanking:
+    """Score every unlabelled pool slice, scan by scan, in the chunks the simulation uses."""
+    labelled = set(TrainingSlice.objects.filter(project=step.project).values_list("scan_id", "z"))
+    todo = [(scan, [z for z in range(scan.shape[0]) if (scan.id, z) not in labelled])
+            for scan in pool_scans(step.project)]
+    total = sum(len(zs) for _, zs in todo)
+    if total == 0:
+        raise ValueError("every pool slice is already in the training set; add scans to the pool")
+    ranking = engine.SliceRanking(keep=step.k_uncertain)
+    done = 0
+    for scan, zs in todo:
+        hu = engine.scan_hu(scan)
+        for chunk in engine.slice_chunks(zs):
+            scored = engine.score_hu_slices(np.asarray(hu[chunk]), model, t_samples=step.mc_samples, seed=step.pk)
+            ranking.add([(scan.id, z) for z in chunk], scored)
+            done += len(chunk)
+            reporter.update(done / total)
+    return ranking
 
 
 # --- selecting ------------------------------------------------------------------------
@@ -207,22 +196,22 @@ def _keep_most_uncertain(kept: dict, scores: list[float], k: int) -> None:
 def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
     reporter.segment(0, 100, "choosing representative uncertain slices")
     with step.inference_file.open("rb") as fh:
-        data = dict(np.load(io.BytesIO(fh.read())))
-    keys, scores = data["keys"], data["scores"]
-    candidates, chosen = engine.select_slices(scores, data["descriptors"], strategy=step.strategy,
-                                              k_uncertain=step.k_uncertain, n=step.slices_per_step, seed=step.pk)
+        ranking = engine.SliceRanking.from_arrays(dict(np.load(io.BytesIO(fh.read()))), keep=step.k_uncertain)
+    plan = engine.step_plan(step)
+    selection = engine.choose_slices(ranking.scores, ranking.descriptors, plan, seed=step.pk)
     reporter.update(0.5)
-    labels, u = _maps_of(step, data, chosen)
-    masks = engine.query_masks(u, strategy=step.strategy, tau=step.tau, seed=step.pk)
+    keys, scores = ranking.keys, ranking.scores
+    labels, u = _working_maps_of(step, ranking, selection.chosen)
+    masks = engine.query_masks(u, plan, seed=step.pk)
     with transaction.atomic():
         fresh = _locked_step(step, State.SELECTING, runner)
-        fresh.candidates = [[int(keys[i][0]), int(keys[i][1]), float(scores[i])] for i in candidates]
-        fresh.selected = [[int(keys[i][0]), int(keys[i][1])] for i in chosen]
+        fresh.candidates = [[int(keys[i][0]), int(keys[i][1]), float(scores[i])] for i in selection.candidates]
+        fresh.selected = [[int(keys[i][0]), int(keys[i][1])] for i in selection.chosen]
         Query.objects.bulk_create([
             Query(step=fresh, scan_id=int(keys[i][0]), z=int(keys[i][1]), height=masks[j].shape[0],
                   width=masks[j].shape[1], mask=codec.pack_mask(masks[j]), predicted=codec.pack_labels(labels[j]),
                   uncertainty=codec.pack_float16(u[j]), n_queried=int(masks[j].sum()), n_pixels=int(masks[j].size))
-            for j, i in enumerate(chosen)
+            for j, i in enumerate(selection.chosen)
         ])
         step_transition(step=fresh, target=State.ANNOTATING)
         queries_auto_answer_empty(step=fresh)
@@ -230,23 +219,28 @@ def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
             step_transition(step=fresh, target=State.TRAINING)
 
 
-def _maps_of(step, data: dict, chosen: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted labels and u of the chosen pool slices: cached by inference, else predicted again."""
-    cached = {int(i): j for j, i in enumerate(data["map_index"])}
-    missing = [i for i in chosen if i not in cached]
-    fresh = {}
-    if missing:
-        from backend.imaging.models import Scan
+def _working_maps_of(step, ranking, chosen: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted labels and u of the chosen slices on their scans' working grid (kept by the
+    ranking, else predicted again as the simulation does)."""
+    from backend.imaging.models import Scan
 
-        model = engine.load_model(local_checkpoint(current_model(step.project)))
-        for i in missing:
-            scan_id, z = (int(v) for v in data["keys"][i])
-            hu = engine.scan_hu(Scan.objects.get(pk=scan_id))
-            res = engine.predict_slices(np.asarray(hu[[z]]), model, t_samples=step.mc_samples, seed=step.pk)
-            fresh[i] = (res.labels[0], res.uncertainty[0])
-    labels = [data["map_labels"][cached[i]] if i in cached else fresh[i][0] for i in chosen]
-    u = [data["map_u"][cached[i]].astype(np.float32) if i in cached else fresh[i][1] for i in chosen]
-    return np.stack(labels), np.stack(u)
+    if not chosen:
+        return np.zeros((0, 0, 0), np.uint8), np.zeros((0, 0, 0), np.float32)
+    keys = ranking.keys
+    scans = {scan.pk: scan for scan in Scan.objects.filter(pk__in={int(keys[i][0]) for i in chosen})}
+    model = None
+
+    def rescore(i: int):
+        nonlocal model
+        model = model or engine.load_model(local_checkpoint(current_model(step.project)))
+        scan_id, z = (int(v) for v in keys[i])
+        hu = engine.scan_hu(scans[scan_id])
+        return engine.score_hu_slices(np.asarray(hu[[z]]), model, t_samples=step.mc_samples, seed=step.pk)
+
+    labels, u = engine.chosen_maps(ranking, chosen, rescore)
+    working = [engine.working_maps(labels[[j]], u[[j]], tuple(scans[int(keys[i][0])].shape[1:]))
+               for j, i in enumerate(chosen)]
+    return np.concatenate([w[0] for w in working]), np.concatenate([w[1] for w in working])
 
 
 # --- training -------------------------------------------------------------------------

@@ -124,8 +124,20 @@ def query_claim(*, query: Query, user) -> Query:
 
 @transaction.atomic
 def query_release(*, query: Query, user) -> None:
-    Query.objects.filter(pk=query.pk, assignee=user, status=Query.Status.OPEN).update(
-        assignee=None, lock_expires=None, claimed_at=None)
+    """Free ``user``'s lock on an open query (a query nobody holds stays as it is).
+
+    QueryLocked if another annotator's lock is still valid (it stays), or the query is closed.
+    """
+    if Query.objects.filter(pk=query.pk, assignee=user, status=Query.Status.OPEN).update(
+            assignee=None, lock_expires=None, claimed_at=None):
+        return
+    query.refresh_from_db()
+    now = timezone.now()
+    if query.status != Query.Status.OPEN:
+        raise QueryLocked(_why_not_free(query, now), code="query_closed")
+    if query.assignee_id is not None and query.lock_expires is not None and query.lock_expires >= now:
+        raise QueryLocked(f"query {query.id} is held by user {query.assignee_id} until "
+                          f"{query.lock_expires:%H:%M:%S} UTC; only its holder can release it", code="query_locked")
 
 
 def _why_not_free(query: Query, now) -> str:
@@ -135,8 +147,8 @@ def _why_not_free(query: Query, now) -> str:
             f"{query.lock_expires:%H:%M:%S} UTC; take another one")
 
 
-def _check_answer(query: Query, labels: np.ndarray, allowed: set[int]) -> np.ndarray:
-    """The merged training labels of the slice, or SubmissionRejected with what is wrong."""
+def _check_answer(query: Query, labels: np.ndarray, allowed: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The merged training labels of the slice and its query mask, or SubmissionRejected with what is wrong."""
     shape = (query.height, query.width)
     if labels.size != query.height * query.width:
         raise SubmissionRejected(
@@ -160,7 +172,7 @@ def _check_answer(query: Query, labels: np.ndarray, allowed: set[int]) -> np.nda
         merged, _ = engine.merge(predicted, mask, answers)
     except engine.MyoLabelError as exc:
         raise SubmissionRejected(str(exc), code="missing_answers") from exc
-    return merged
+    return merged, mask
 
 
 def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float | None,
@@ -186,8 +198,7 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
     if label_values is None:
         label_values = set(Label.objects.filter(label_set_id=step.project.label_set_id).values_list("value", flat=True))
     allowed = label_values | {0}
-    merged = _check_answer(query, labels, allowed)
-    mask = codec.unpack_mask(query.mask, (query.height, query.width))
+    merged, mask = _check_answer(query, labels, allowed)
     answer = {"status": Query.Status.ANSWERED, "answer": codec.pack_labels(merged[mask]), "answered_by": user,
               "answered_at": now, "assignee": user, "lock_expires": None, "seconds_spent": seconds_spent}
     if not _store_answer(query, answer, merged, mask):

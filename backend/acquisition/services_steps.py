@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from enum import StrEnum
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from backend.acquisition.events import publish_state
+from backend.acquisition.leases import LEASE_SECONDS, Runner, lease_gone
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
+from backend.acquisition.selectors import orphaned_phases
 from backend.acquisition.states import FINAL, WORKER_PHASES, State, check_transition
 
-# A phase whose runner has not reported for this long may be taken over by another worker.
-STALL_SECONDS = 120
+log = logging.getLogger(__name__)
 
 
 class StepConflict(ValidationError):
@@ -96,12 +98,13 @@ def step_start(*, project, user, force: bool = False) -> AcquisitionStep:
 
 @transaction.atomic
 def step_cancel(*, step: AcquisitionStep, user, reason: str = "") -> AcquisitionStep:
-    """Cancel now if no worker holds the phase; otherwise flag it and the worker stops at its next report."""
+    """Cancel now unless a live worker holds the phase; then flag it and the worker stops at its next report."""
     step = AcquisitionStep.objects.select_for_update().get(pk=step.pk)
     if step.state in FINAL:
         raise StepConflict(f"step {step.number} is already {step.state}", code="step_final")
     why = reason or f"cancelled by {user}"
-    if step.state in WORKER_PHASES and step.runner:
+    # Only a live runner can acknowledge the flag; a phase whose runner is gone is cancelled now.
+    if step.state in WORKER_PHASES and step.runner and lease_gone(step.runner, step.heartbeat, _now()) is None:
         step.cancel_requested = True
         step.reason = why
         step.save(update_fields=["cancel_requested", "reason", "updated"])
@@ -117,17 +120,40 @@ def step_fail(*, step_id: int, reason: str) -> AcquisitionStep | None:
     return step_transition(step=step, target=State.FAILED, reason=reason[:2000])
 
 
-def step_claim_phase(*, step_id: int, phase: str, runner: str) -> bool:
-    """Take the lease of ``phase`` for ``runner``; False when the phase is done or alive elsewhere.
+class Claim(StrEnum):
+    TAKEN = "taken"
+    DONE = "done"  # the step is no longer in the phase
+    HELD = "held"  # a live runner holds the phase
 
-    A conditional UPDATE, so two deliveries of one task never run a phase together.
+
+def step_claim_phase(*, step_id: int, phase: str, runner: str) -> Claim:
+    """Take the lease of ``phase`` for ``runner``: free, already ours, or its runner gone (leases.py).
+
+    The UPDATE is conditional on the runner and heartbeat just read, so of two deliveries
+    racing for an orphaned phase exactly one takes it, and a runner that reported in
+    between keeps it.
     """
+    row = AcquisitionStep.objects.filter(pk=step_id, state=phase).values("runner", "heartbeat").first()
+    if row is None:
+        return Claim.DONE
     now = _now()
-    stale = now - timedelta(seconds=STALL_SECONDS)
-    taken = (AcquisitionStep.objects.filter(pk=step_id, state=phase)
-             .filter(Q(runner="") | Q(runner=runner) | Q(heartbeat__lt=stale) | Q(heartbeat=None))
+    gone = None
+    if row["runner"] not in ("", runner):
+        gone = lease_gone(row["runner"], row["heartbeat"], now)
+        if gone is None:
+            return Claim.HELD
+    taken = (AcquisitionStep.objects.filter(pk=step_id, state=phase, runner=row["runner"], heartbeat=row["heartbeat"])
              .update(runner=runner, heartbeat=now))
-    return taken == 1
+    if not taken:
+        return Claim.HELD
+    if gone:
+        log.warning("step %s: %s taken over by %s: %s", step_id, phase, Runner.parse(runner).describe(), gone)
+    return Claim.TAKEN
+
+
+def step_renew_lease(*, step_id: int, phase: str, runner: str) -> bool:
+    """The heartbeat alone (leases.HEARTBEAT_EVERY); False once the lease is no longer ours."""
+    return AcquisitionStep.objects.filter(pk=step_id, state=phase, runner=runner).update(heartbeat=_now()) == 1
 
 
 def step_heartbeat(*, step_id: int, phase: str, runner: str, percent: float, eta: float | None) -> bool:
@@ -145,22 +171,53 @@ def step_cancel_acknowledge(*, step_id: int, phase: str) -> None:
         step_transition(step=step, target=State.CANCELLED, reason=step.reason or "cancelled")
 
 
+def _reschedule(step: AcquisitionStep) -> bool:
+    """Free the lease of ``step`` (if still held by the runner read) and send its phase again."""
+    with transaction.atomic():
+        freed = AcquisitionStep.objects.filter(pk=step.pk, state=step.state, runner=step.runner).update(runner="")
+        if not freed:
+            return False
+        step.refresh_from_db()
+        if step.cancel_requested:  # nobody is left to acknowledge the cancel
+            step_transition(step=step, target=State.CANCELLED, reason=step.reason or "cancelled")
+        else:
+            enqueue_phase(step)
+    return True
+
+
 def steps_resume_stalled(*, live_workers: set[str], me: str) -> list[int]:
     """Re-schedule worker phases whose runner is gone (called when a worker starts).
 
-    A phase is orphaned when its runner's worker is not alive (``live_workers``: node
-    names answering a ping) or is this very worker name (it just started, so any
-    earlier process with the name is dead), or when nobody claimed it (its message was
-    lost with a killed worker). Duplicates are harmless: phases are idempotent.
+    A phase is orphaned when its lease is gone (leases.lease_gone), when its runner's
+    worker is not alive (``live_workers``: node names answering a ping) or is this very
+    worker name (it just started, so any earlier process with the name is dead), or
+    when nobody claimed it (its message was lost with a killed worker). Duplicates are
+    harmless: phases are idempotent.
     """
     resumed = []
     for step in AcquisitionStep.objects.filter(state__in=WORKER_PHASES):
-        host = step.runner.split("|", 1)[0]
-        if step.runner and host in live_workers and host != me:
+        node = Runner.parse(step.runner).node
+        if (step.runner and node in live_workers and node != me
+                and lease_gone(step.runner, step.heartbeat, _now()) is None):
             continue
-        with transaction.atomic():
-            AcquisitionStep.objects.filter(pk=step.pk, runner=step.runner).update(runner="")
-            step.refresh_from_db()
-            enqueue_phase(step)
-        resumed.append(step.id)
+        if _reschedule(step):
+            resumed.append(step.id)
+    return resumed
+
+
+def steps_take_over_orphans(*, me: str) -> list[int]:
+    """Re-schedule phases whose runner is gone (every worker runs this periodically).
+
+    This covers workers that vanished whole (their messages come back only after the
+    broker's visibility timeout). The worker's own pool children are left to their
+    redelivered task until their lease has also expired, so the phase is resumed by that
+    delivery, not by a second message.
+    """
+    resumed = []
+    for step, _why in orphaned_phases():
+        heartbeat_age = (_now() - step.heartbeat).total_seconds() if step.heartbeat else None
+        if Runner.parse(step.runner).node == me and heartbeat_age is not None and heartbeat_age <= LEASE_SECONDS:
+            continue
+        if _reschedule(step):
+            resumed.append(step.id)
     return resumed

@@ -41,7 +41,12 @@ def session_user_id(headers: dict) -> int | None:
         return None
     from django.contrib.auth import get_user
 
-    user = get_user(_SessionOnly(import_module(settings.SESSION_ENGINE).SessionStore(key)))
+    from backend.core.session_limits import idle_expired
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    if idle_expired(session):  # Django ends it on its next request; never serve it meanwhile
+        return None
+    user = get_user(_SessionOnly(session))
     return user.pk if user.is_authenticated and user.is_active else None
 
 

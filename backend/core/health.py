@@ -1,4 +1,9 @@
-"""Health checks of the services MyoLabel needs: database, broker, worker, channel layer."""
+"""Health checks of the services MyoLabel needs: database, broker, worker, channel layer, and
+the checks apps register (``register_check``: the acquisition app's running phases).
+
+A check returns a detail or raises. ``CheckFailed`` carries two texts: the full one,
+which may name projects, steps, hosts and processes, goes only to staff; anyone else
+(the endpoint needs no login) gets its ``public`` text."""
 
 from __future__ import annotations
 
@@ -8,11 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from celery import current_app as celery_app
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-
-from backend.myolabel.celery import app as celery_app
 
 TIMEOUT_SECONDS = 1.0
 
@@ -61,8 +65,24 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
-def health_report(*, include_worker: bool = True) -> dict[str, Any]:
-    """Run every check; each reports ok, a detail and its duration in ms."""
+class CheckFailed(RuntimeError):
+    """A failed check: ``str(self)`` for staff, ``public`` for anyone."""
+
+    def __init__(self, detail: str, *, public: str | None = None) -> None:
+        super().__init__(detail)
+        self.public = public or detail
+
+
+def register_check(name: str, check: Callable[[], str]) -> None:
+    """Add an app's check (from its ``AppConfig.ready``)."""
+    CHECKS[name] = check
+
+
+def health_report(*, include_worker: bool = True, detailed: bool = False) -> dict[str, Any]:
+    """Run every check; each reports ok, a detail and its duration in ms.
+
+    ``detailed``: failed checks say everything they know (staff only).
+    """
     checks: dict[str, dict[str, Any]] = {}
     for name, check in CHECKS.items():
         if name == "worker" and not include_worker:
@@ -70,6 +90,8 @@ def health_report(*, include_worker: bool = True) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             checks[name] = {"ok": True, "detail": check()}
+        except CheckFailed as exc:
+            checks[name] = {"ok": False, "detail": str(exc) if detailed else exc.public}
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not fail
             checks[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
         checks[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)

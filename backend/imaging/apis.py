@@ -19,10 +19,12 @@ from rest_framework import renderers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.core.errors import ERRORS, READ_ERRORS, ErrorOutput
+from backend.core.fields import FiniteFloatField
+from backend.core.ids import IdField
 from backend.imaging import selectors, slices
 from backend.projects import services
 from backend.projects.access import Role, pool_for, pools_visible_to, project_for, scan_for
-from backend.projects.apis import ERRORS, READ_ERRORS, ApiErrorsMixin, ErrorOutput, FiniteFloatField
 
 # --- Pools and scans -----------------------------------------------------------------------
 
@@ -39,9 +41,9 @@ def _pool_output(pool) -> dict:
     return PoolOutput(selectors.pools_with_counts(type(pool).objects.filter(pk=pool.pk)).get()).data
 
 
-class PoolListApi(ApiErrorsMixin, APIView):
+class PoolListApi(APIView):
     class InputSerializer(serializers.Serializer):
-        project = serializers.IntegerField(min_value=1, help_text="Project the new pool is added to (admin).")
+        project = IdField(help_text="Project the new pool is added to (admin).")
         name = serializers.CharField(max_length=200)
         description = serializers.CharField(allow_blank=True, default="")
 
@@ -64,7 +66,7 @@ class PoolListApi(ApiErrorsMixin, APIView):
         return Response(_pool_output(pool), status=status.HTTP_201_CREATED)
 
 
-class PoolDetailApi(ApiErrorsMixin, APIView):
+class PoolDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(allow_blank=True, required=False)
@@ -166,15 +168,9 @@ def _schema(kind: str, *, png: bool, parameters: list | None = None):
 
 
 class _SliceApi(APIView):
-    """Errors of an image endpoint are JSON, whatever image type the client accepted."""
+    """Errors of an image endpoint are JSON, whatever image type the client accepted (backend.core.errors)."""
 
     renderer_classes = [PNGRenderer, renderers.JSONRenderer]
-
-    def handle_exception(self, exc):
-        response = super().handle_exception(exc)
-        self.request.accepted_renderer = renderers.JSONRenderer()
-        self.request.accepted_media_type = "application/json"
-        return response
 
     @classmethod
     def png(cls, image, *, palette=None) -> HttpResponse:
@@ -235,8 +231,8 @@ class ScanSliceRawApi(_RawSliceApi):
 
 
 class LabelQuery(serializers.Serializer):
-    label_set = serializers.IntegerField(min_value=1, required=False,
-                                         help_text="Label set of the reference; default the oldest reference.")
+    label_set = IdField(required=False,
+                        help_text="Label set of the reference; default the oldest reference.")
 
 
 def _requested_reference(request, scan_id: int):
@@ -265,8 +261,8 @@ class ScanLabelRawApi(_RawSliceApi):
 
 
 class UncertaintyQuery(serializers.Serializer):
-    project = serializers.IntegerField(min_value=1, required=False,
-                                       help_text="Only this project's models; default the newest visible map.")
+    project = IdField(required=False,
+                      help_text="Only this project's models; default the newest visible map.")
 
 
 class UncertaintyPngQuery(UncertaintyQuery):

@@ -31,7 +31,13 @@ from mltasks.errors import (
     SeriesNotFound,
 )
 from mltasks.geometry import Geometry
-from mltasks.io import list_dicom_series, read_label_onto, read_volume, safe_extract_zip
+from mltasks.io import (
+    labels_outside,
+    list_dicom_series,
+    read_label_onto,
+    read_volume,
+    safe_extract_zip,
+)
 from mltasks.io.files import READ_SUFFIXES, suffix_of
 from mltasks.preprocess import AIR_HU, network_geometry, resample, resample_labels_to_network
 
@@ -47,6 +53,14 @@ Fraction = Callable[[float], None]
 
 class DuplicateScan(MyoLabelError):
     """The series or the same pixel data is already imported."""
+
+
+@dataclass(frozen=True)
+class ImportInput:
+    """One input of a job (or its reference label map): a local path and the name the user knows it by."""
+
+    path: Path
+    name: str
 
 
 @dataclass
@@ -84,6 +98,21 @@ class ReadSource:
     hu: np.ndarray  # (z, y, x) original grid, int16 or float32
     geometry: Geometry
     content_hash: str
+
+
+@dataclass
+class ReferenceLabels:
+    """A reference label map on the working grid.
+
+    Attributes:
+        labels: (z', 512, 512) uint8 on the working grid.
+        slices: working-grid z indices that count as labelled.
+        outside: {label value: voxels of the map (on the CT grid) outside the working grid}, dropped.
+    """
+
+    labels: np.ndarray
+    slices: list[int]
+    outside: dict[int, int]
 
 
 def import_limits() -> dict:
@@ -237,11 +266,13 @@ def _sub_geometry(geometry: Geometry, direction: np.ndarray, k0: int, k1: int) -
 
 def read_reference_labels(
     path: Path, name: str, read: ReadSource, target: Geometry, *, allowed: set[int]
-) -> tuple[np.ndarray, list[int]]:
+) -> ReferenceLabels:
     """Place a label map onto the CT (by physical position), check it, bring it to the working grid.
 
     Returns:
-        (z', 512, 512) uint8 labels on ``target`` and the working-grid slices holding any label.
+        The labels on ``target``, the working-grid slices holding any label, and the
+        labelled voxels that fell outside ``target`` (the working grid keeps the central
+        360 mm of each slice, so a wide CT loses e.g. its arms).
     Raises:
         InvalidLabelMap (values outside ``allowed``; nothing left on the working grid),
         and mltasks.io's label-map errors.
@@ -256,12 +287,23 @@ def read_reference_labels(
         msg = (f"{name}: label values {listed} are not in the label set (values 0-{max(allowed)}); "
                "choose the matching label set or relabel the map")
         raise InvalidLabelMap(msg)
-    labels = resample_labels_to_network(on_ct.astype(np.uint8), read.geometry, target)
+    on_ct = on_ct.astype(np.uint8)
+    labels = resample_labels_to_network(on_ct, read.geometry, target)
     slices = [int(k) for k in np.flatnonzero(labels.reshape(labels.shape[0], -1).any(axis=1))]
     if not slices:
         msg = f"{name}: no labelled voxel lies inside the 360 mm field of view of the working grid"
         raise EmptyLabelMap(msg)
-    return labels, slices
+    return ReferenceLabels(labels, slices, labels_outside(on_ct, read.geometry, target))
+
+
+def labels_outside_text(name: str, outside: dict[int, int], names: dict[int, str] | None = None) -> str:
+    """The sentence that tells an importer which labels lost voxels outside the working grid."""
+    names = names or {}
+    listed = ", ".join(f"label {v}" + (f" ({names[v]})" if v in names else "") + f": {n}"
+                       for v, n in sorted(outside.items()))
+    return (f"{name}: {sum(outside.values())} labelled voxels lie outside the working grid "
+            f"(the central {WORKING_GRID['fov_mm']:g} mm of each slice) and were left out ({listed}); "
+            "the stored reference lacks them")
 
 
 def _stem(name: str) -> str:

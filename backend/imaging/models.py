@@ -42,12 +42,24 @@ class Scan(models.Model):
     series_description = models.CharField(max_length=255, blank=True)
     source_format = models.CharField(max_length=16)  # dicom, nifti, mha, nrrd
     content_hash = models.CharField(max_length=64, db_index=True)  # sha256 of the original HU array
+    # True for the later copies of a series or of pixel data imported twice before the database
+    # enforced uniqueness (migration 0003): they stay, outside the constraints below.
+    legacy_duplicate = models.BooleanField(default=False)
     import_log = models.TextField(blank=True)
     imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["pool", "name"]
+        # A series, and the same pixel data, are imported once in the whole installation
+        # (services_scans.duplicate_of gives the message): checked by the importer, enforced here.
+        # Procedural phantoms (demo, simulations) are generated, not imported: they may repeat.
+        constraints = [
+            models.UniqueConstraint(fields=["series_uid"], name="scan_series_uid_unique",
+                                    condition=~models.Q(series_uid="") & models.Q(legacy_duplicate=False)),
+            models.UniqueConstraint(fields=["content_hash"], name="scan_content_hash_unique",
+                                    condition=~models.Q(source_format="phantom") & models.Q(legacy_duplicate=False)),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -61,8 +73,10 @@ class ScanFile(models.Model):
     """One original file of a scan, kept as uploaded."""
 
     scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="files")
+    # Stored under a name the server makes (scanners name files by 64-character UIDs);
+    # the name it came with, of any length, is kept beside it.
     file = models.FileField(upload_to="originals/%Y/%m/")
-    original_name = models.CharField(max_length=255)
+    original_name = models.TextField()
     size = models.BigIntegerField()
 
     def __str__(self) -> str:
@@ -76,7 +90,7 @@ class ReferenceLabelMap(models.Model):
     label_set = models.ForeignKey("projects.LabelSet", on_delete=models.PROTECT, related_name="+")
     labels = models.FileField(upload_to="labels/%Y/%m/")  # .npy uint8 (z, y, x)
     labelled_slices = models.JSONField(default=list)  # z indices on the working grid; all slices when full
-    source_name = models.CharField(max_length=255, blank=True)
+    source_name = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -102,6 +116,11 @@ class ImportJob(models.Model):
     label_set = models.ForeignKey("projects.LabelSet", null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="+")
     percent = models.FloatField(default=0.0)
+    # Bytes the client announced for this upload: counted against the uploader's quota and
+    # the free disk space while the job is pending or running (services_uploads).
+    declared_bytes = models.BigIntegerField(default=0)
+    # Failed before it ran because the task queue was down: its staged files wait for a retry.
+    awaiting_retry = models.BooleanField(default=False)
     # One entry per input: {"name", "status": "imported"|"failed", "scan_id"?, "error"?}.
     results = models.JSONField(default=list)
     created = models.DateTimeField(auto_now_add=True)

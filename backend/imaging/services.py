@@ -15,21 +15,19 @@ import json
 import logging
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from backend.core.realtime import project_group, publish, user_group
 from backend.imaging import importing
-from backend.imaging.importing import DuplicateScan, ReadSource, Source
-from backend.imaging.models import ImportJob, Pool, ReferenceLabelMap, Scan, ScanFile
-from backend.imaging.volumes import save_array
+from backend.imaging.importing import ImportInput, Source
+from backend.imaging.models import ImportJob, Pool
+from backend.imaging.services_scans import check_not_duplicate, label_set_for_pool, scan_create
 from backend.projects.models import DEFAULT_LABEL_SET_NAME, LabelSet, Project
 from mltasks.errors import MyoLabelError
 
@@ -37,14 +35,17 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "import.json"
 DEFAULT_LABEL_SET = DEFAULT_LABEL_SET_NAME
+# One more try after a broker failure; with the broker's socket timeouts (settings) a dead
+# broker costs a request a few seconds, not the 19 s of Celery's default retries.
+_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 0.5}
 
 
-@dataclass(frozen=True)
-class ImportInput:
-    """One input of a job: a local path and the name the user knows it by."""
+class QueueUnavailable(Exception):
+    """The task queue (Celery broker) did not take the job: it is failed, its staged files kept."""
 
-    path: Path
-    name: str
+
+class NotRetryable(Exception):
+    """Only a job that failed before it ran (its files still staged) can be queued again."""
 
 
 # --- jobs -------------------------------------------------------------------------------
@@ -114,21 +115,48 @@ def import_job_submit(
     job.results = [{"name": i.name, "status": "pending"} for i in inputs]
     job.save(update_fields=["label_set", "results"])
     if schedule:
-        from backend.imaging.tasks import import_job_run_task
-
-        transaction.on_commit(lambda: import_job_run_task.delay(job.id))
+        transaction.on_commit(lambda: import_job_enqueue(job))
     return job
 
 
-def label_set_for_pool(pool: Pool) -> LabelSet:
-    """The label set of the projects using ``pool`` when they agree, else the default set."""
-    ids = set(Project.objects.filter(pools=pool).values_list("label_set_id", flat=True))
-    if len(ids) == 1:
-        return LabelSet.objects.get(pk=ids.pop())
-    found = LabelSet.objects.filter(name=DEFAULT_LABEL_SET).first()
-    if found is None:
-        raise ValidationError("choose the label set of the reference label map")
-    return found
+def import_job_enqueue(job: ImportJob) -> None:
+    """Hand a committed job to the ``cpu`` worker.
+
+    When the broker cannot take it, the job is failed with the reason and its staged
+    files stay for ``import_job_retry``; raises QueueUnavailable with that reason.
+    """
+    from backend.imaging.tasks import import_job_run_task
+
+    try:
+        import_job_run_task.apply_async((job.pk,), retry_policy=_PUBLISH_RETRY)
+    except (OperationalError, OSError) as exc:  # kombu wraps network errors; the filesystem broker does not
+        hours = settings.MYOLABEL_UPLOAD_IDLE_HOURS
+        reason = ("the import could not be queued because the task queue did not answer. "
+                  f"The uploaded files are kept for {hours:g} h: retry (POST /api/imports/{job.pk}/retry/) "
+                  "once the queue runs again, or ask an administrator to check the broker (Redis) and workers")
+        results = [{"name": r["name"], "status": "failed", "error": reason} for r in job.results]
+        failed = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.PENDING).update(
+            status=ImportJob.Status.FAILED, finished=timezone.now(), results=results, awaiting_retry=True)
+        if not failed:
+            return  # it ran after all (an eager run that crashed, or a publish reported late): nothing to undo
+        log.error("import job %s could not be queued: %s", job.pk, exc)
+        raise QueueUnavailable(reason) from exc
+
+
+def import_job_retry(job: ImportJob) -> ImportJob:
+    """Queue again a job that failed before it ran (the task queue was down); its files are still staged."""
+    if not job.awaiting_retry:
+        raise NotRetryable(f"import {job.pk} is {job.status} and its uploaded files are no longer kept; "
+                           "only an import that could not be queued can be retried; upload the files again")
+    manifest = json.loads((Path(job.staging_dir) / MANIFEST).read_text())
+    pending = [{"name": item["name"], "status": "pending"} for item in manifest["inputs"]]
+    if not ImportJob.objects.filter(pk=job.pk, awaiting_retry=True).update(
+            status=ImportJob.Status.PENDING, finished=None, percent=0.0, results=pending, awaiting_retry=False):
+        raise NotRetryable(f"import {job.pk} was retried by another request meanwhile")
+    job.refresh_from_db()
+    import_job_enqueue(job)
+    job.refresh_from_db()
+    return job
 
 
 def import_job_run(*, job: ImportJob, on_progress=None) -> ImportJob:
@@ -179,7 +207,7 @@ def import_job_run(*, job: ImportJob, on_progress=None) -> ImportJob:
 
 
 def _public(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k in ("scan_id", "error")}
+    return {k: v for k, v in result.items() if k in ("scan_id", "error", "warning", "labels_outside")}
 
 
 class _JobProgress:
@@ -254,122 +282,20 @@ def _import_source(pool, source: Source, user, label_set, labels, labelled_slice
         fraction(0.0)
         read = importing.read_source(source)
         fraction(0.3)
-        _check_not_duplicate(read, user)
-        scan = scan_create(pool=pool, read=read, user=user, label_set=label_set, labels=labels,
-                           labelled_slices=labelled_slices, on_fraction=lambda f: fraction(0.3 + 0.65 * f))
+        check_not_duplicate(read, user)
+        created = scan_create(pool=pool, read=read, user=user, label_set=label_set, labels=labels,
+                              labelled_slices=labelled_slices, on_fraction=lambda f: fraction(0.3 + 0.65 * f))
     except MyoLabelError as exc:
         return {"name": source.name, "status": "failed", "error": importing.readable_error(exc, renames)}
     except Exception as exc:  # an unexpected bug must not take the other inputs down
         log.exception("import of %s failed", source.name)
         return {"name": source.name, "status": "failed",
                 "error": f"{source.name}: internal error while importing ({type(exc).__name__}); see the server log"}
-    return {"name": source.name, "status": "imported", "scan_id": scan.pk}
-
-
-def _check_not_duplicate(read: ReadSource, user) -> None:
-    uid = read.source.series_uid
-    existing = Scan.objects.filter(series_uid=uid).first() if uid else None
-    why = f"series {uid}"
-    if existing is None:
-        existing = Scan.objects.filter(content_hash=read.content_hash).first()
-        why = "the same image data"
-    if existing is None:
-        return
-    from backend.projects.access import scans_visible_to
-
-    where = (f'as scan "{existing.name}" (id {existing.pk}) in pool "{existing.pool.name}"'
-             if user is None or scans_visible_to(user).filter(pk=existing.pk).exists()
-             else "in a pool you cannot see; ask an administrator")
-    raise DuplicateScan(f"{read.source.name}: {why} is already imported {where}; it was not imported again")
-
-
-def scan_create(
-    *,
-    pool: Pool,
-    read: ReadSource,
-    user=None,
-    label_set: LabelSet | None = None,
-    labels: ImportInput | None = None,
-    labelled_slices: list[int] | None = None,
-    on_fraction=None,
-) -> Scan:
-    """Store a checked CT (working-grid volume, original files, reference labels) and its rows.
-
-    Every check runs before the first byte is stored; files are written before the
-    (short) transaction that creates the rows, and deleted again if anything fails.
-    """
-    on_fraction = on_fraction or (lambda f: None)
-    volume, target = importing.working_volume(read.hu, read.geometry, on_fraction=lambda f: on_fraction(0.6 * f))
-    reference = None
-    if labels is not None:
-        label_set = label_set or label_set_for_pool(pool)
-        allowed = {0, *label_set.labels.values_list("value", flat=True)}
-        reference = importing.read_reference_labels(labels.path, labels.name, read, target, allowed=allowed)
-        if labelled_slices is not None:
-            reference = (reference[0], _checked_slices(labels.name, labelled_slices, target.shape[0]))
-    written: list[str] = []
-    try:
-        scan = _scan_row(pool, read, user, target)
-        scan.volume.name = save_array(volume, scan.volume.field.generate_filename(scan, f"{uuid.uuid4().hex}.npy"))
-        written.append(scan.volume.name)
-        del volume
-        files = _store_originals(read.source, written, lambda f: on_fraction(0.6 + 0.4 * f))
-        label_name = None
-        if reference is not None:
-            label_name = save_array(reference[0], ReferenceLabelMap.labels.field.generate_filename(
-                None, f"{uuid.uuid4().hex}.npy"))
-            written.append(label_name)
-        with transaction.atomic():
-            Pool.objects.select_for_update().filter(pk=pool.pk).first()  # serialise imports into a pool
-            _check_not_duplicate(read, user)
-            scan.save()
-            ScanFile.objects.bulk_create([ScanFile(scan=scan, **f) for f in files])
-            if reference is not None:
-                ReferenceLabelMap.objects.create(scan=scan, label_set=label_set, labels=label_name,
-                                                 labelled_slices=reference[1], source_name=labels.name)
-    except BaseException:
-        for name in written:
-            default_storage.delete(name)
-        raise
-    return scan
-
-
-def _scan_row(pool: Pool, read: ReadSource, user, target) -> Scan:
-    ids = read.source.identifiers
-    return Scan(
-        pool=pool, name=read.source.scan_name[:255], original_geometry=read.geometry.to_dict(),
-        geometry=target.to_dict(), patient_id=ids.get("PatientID", "")[:64],
-        study_uid=ids.get("StudyInstanceUID", "")[:64], series_uid=read.source.series_uid[:64],
-        modality=ids.get("Modality", "CT" if read.source.source_format == "dicom" else "")[:16],
-        manufacturer=ids.get("Manufacturer", "")[:128], series_description=ids.get("SeriesDescription", "")[:255],
-        source_format=read.source.source_format, content_hash=read.content_hash, imported_by=user,
-        import_log=f"imported from {read.source.name}; original grid {read.geometry.shape} (z, y, x) "
-                   f"at {tuple(round(s, 4) for s in read.geometry.spacing)} mm; dtype {read.hu.dtype}",
-    )
-
-
-def _store_originals(source: Source, written: list[str], on_fraction) -> list[dict]:
-    folder = uuid.uuid4().hex[:12]
-    max_length = ScanFile._meta.get_field("file").max_length  # storage truncates long DICOM names to fit
-    rows = []
-    for k, (path, shown) in enumerate(source.files):
-        target = ScanFile.file.field.generate_filename(None, f"{folder}/{_safe_name(Path(shown).name)}")
-        with open(path, "rb") as fh:
-            stored = default_storage.save(target, File(fh, name=Path(target).name), max_length=max_length)
-        written.append(stored)
-        rows.append({"file": stored, "original_name": shown[-255:], "size": path.stat().st_size})
-        on_fraction((k + 1) / len(source.files))
-    return rows
-
-
-def _safe_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
-    return cleaned or "file"
-
-
-def _checked_slices(name: str, slices: list[int], depth: int) -> list[int]:
-    bad = [s for s in slices if not 0 <= int(s) < depth]
-    if bad:
-        raise MyoLabelError(f"{name}: labelled slices {bad[:10]} are outside the working grid's 0-{depth - 1}")
-    return sorted({int(s) for s in slices})
-
+    result = {"name": source.name, "status": "imported", "scan_id": created.scan.pk}
+    if created.labels_outside:
+        result["warning"] = created.warning
+        result["labels_outside"] = {
+            "voxels": sum(created.labels_outside.values()),
+            "labels": [{"value": v, "voxels": n} for v, n in sorted(created.labels_outside.items())],
+        }
+    return result

@@ -8,7 +8,9 @@ from backend.imaging.models import ImportJob
 from backend.imaging.services import import_job_run
 
 
-@shared_task(name="imaging.import_job_run")  # default queue: cpu (settings)
+# No result is stored: the job row holds it, and sending a task whose result is kept first
+# subscribes to the result backend, which retries for about 19 s when Redis is down.
+@shared_task(name="imaging.import_job_run", ignore_result=True)  # default queue: cpu (settings)
 def import_job_run_task(job_id: int) -> str:
     job = ImportJob.objects.select_related("pool", "created_by", "label_set").get(pk=job_id)
     return import_job_run(job=job).status

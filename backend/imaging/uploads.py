@@ -14,18 +14,23 @@ Progress then arrives on /ws/events/ as {"type": "import", "job", "percent",
 "file", "status"}; ``GET /api/imports/<id>/`` gives the job with its results.
 Uploaded files are grouped into inputs: every zip and every image file (with
 the .raw of a .mhd) is one input, and the remaining (DICOM) files form one more.
+
+Announced sizes count against the uploader's quota (413 ``upload_quota``) and the
+free disk space (507 ``insufficient_storage``) before any byte is kept
+(``services_uploads``). When the task queue is down, completing answers 503
+``queue_unavailable``: the job is failed with the reason, its files stay, and
+``POST /api/imports/<id>/retry/`` queues it again.
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
 import re
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.move import file_move_safe
 from django.db import transaction
 from django.http import Http404
@@ -36,21 +41,42 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.imaging.importing import is_companion
+from backend.core.errors import ErrorOutput, register_domain_error
+from backend.core.ids import IdField
+from backend.imaging import staging as staged
 from backend.imaging.models import ImportJob
 from backend.imaging.services import (
     MANIFEST,
-    ImportInput,
+    NotRetryable,
+    QueueUnavailable,
     import_job_create,
+    import_job_retry,
     import_job_submit,
     staging_dir_new,
 )
-from backend.imaging.services_uploads import uploads_expire_stale
-from backend.projects.access import Role, pool_for
+from backend.imaging.services_uploads import (
+    StorageFull,
+    UploadQuotaExceeded,
+    UploadTooLarge,
+    upload_check,
+    upload_declare_file,
+    upload_reserve,
+    uploads_expire_stale,
+)
+from backend.imaging.staging import upload_inputs
+from backend.projects.access import Role, leads_somewhere, pool_for
 from backend.projects.models import LabelSet
-from mltasks.io.files import READ_SUFFIXES, suffix_of
+
+register_domain_error(UploadQuotaExceeded, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "upload_quota")
+register_domain_error(UploadTooLarge, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large")
+register_domain_error(StorageFull, status.HTTP_507_INSUFFICIENT_STORAGE, "insufficient_storage")
+register_domain_error(QueueUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE, "queue_unavailable")
+register_domain_error(NotRetryable, status.HTTP_409_CONFLICT, "not_retryable")
 
 _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+# Besides the errors every operation documents (backend.core.schema).
+_QUEUE_ERRORS = {status.HTTP_503_SERVICE_UNAVAILABLE: ErrorOutput}
+_DISK_ERRORS = {status.HTTP_507_INSUFFICIENT_STORAGE: ErrorOutput}
 _READ = 1 << 20
 
 
@@ -66,75 +92,7 @@ class Conflict(APIException):
 class ImportJobOutput(serializers.ModelSerializer):
     class Meta:
         model = ImportJob
-        fields = ["id", "pool", "status", "percent", "results", "label_set", "created", "finished"]
-
-
-# --- staging helpers ------------------------------------------------------------------------
-
-
-def _files_dir(job: ImportJob) -> Path:
-    return Path(job.staging_dir) / "files"
-
-
-def _clean_name(raw: str) -> str:
-    """A relative upload name, refused when absolute or climbing out ('..')."""
-    raw = raw.replace("\\", "/")
-    parts = PurePosixPath(raw).parts
-    bad = not parts or raw.startswith("/") or ".." in parts or "\x00" in raw or len(raw) > 500
-    if bad:
-        raise serializers.ValidationError({"name": f"{raw!r} is not a valid relative file name"})
-    return "/".join(parts)
-
-
-def upload_inputs(files_dir: Path, *, labels: str | None = None) -> tuple[list[ImportInput], ImportInput | None]:
-    """Group the files of an upload into inputs (see module docstring) and the label map."""
-    every = sorted(p for p in files_dir.rglob("*") if p.is_file())
-    label_input = None
-    if labels:
-        path = files_dir / _clean_name(labels)
-        if path not in every:
-            raise ValidationError(f"labels: no uploaded file is named {labels!r}")
-        every.remove(path)
-        label_input = ImportInput(path, labels)
-    inputs, loose = [], []
-    for path in every:
-        suffix = suffix_of(path)
-        if suffix == ".zip" or (suffix in READ_SUFFIXES and suffix != ".raw"):
-            inputs.append(ImportInput(path, path.relative_to(files_dir).as_posix()))
-        elif not is_companion(path, every):
-            loose.append(path)
-    if len(loose) == 1:
-        inputs.append(ImportInput(loose[0], loose[0].relative_to(files_dir).as_posix()))
-    elif loose:
-        inputs.append(_loose_input(files_dir, loose))
-    return inputs, label_input
-
-
-def _loose_input(files_dir: Path, loose: list[Path]) -> ImportInput:
-    # Loose files go to a folder of their own so that zips and images beside them stay out.
-    folder = files_dir.parent / "loose"
-    for path in loose:
-        target = folder / path.relative_to(files_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
-    tops = {p.relative_to(files_dir).parts[0] for p in loose}
-    single_top = len(tops) == 1 and all(len(p.relative_to(files_dir).parts) > 1 for p in loose)
-    name = tops.pop() if single_top else f"{len(loose)} files"
-    return ImportInput(folder / name if single_top else folder, name)
-
-
-def _received(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
-def _declared_total(job: ImportJob, name: str) -> int | None:
-    path = Path(job.staging_dir) / "totals" / name
-    return int(path.read_text()) if path.exists() else None
-
-
-def _all_declared(job: ImportJob) -> dict[str, int]:
-    root = Path(job.staging_dir) / "totals"
-    return {p.relative_to(root).as_posix(): int(p.read_text()) for p in root.rglob("*") if p.is_file()}
+        fields = ["id", "pool", "status", "percent", "results", "label_set", "awaiting_retry", "created", "finished"]
 
 
 def job_for(user, job_id: int, *, open_upload: bool = False) -> ImportJob:
@@ -162,21 +120,25 @@ def _label_set(user, label_set_id: int | None) -> LabelSet | None:
     return found
 
 
-def _create(user, data: dict, inputs, labels, staging: Path) -> ImportJob:
+def _create(user, data: dict, inputs, labels, staging: Path, nbytes: int) -> ImportJob:
+    """The job of a multipart upload of ``nbytes``, queued when this returns (QueueUnavailable if not)."""
     try:
         with transaction.atomic():
-            return import_job_create(
+            upload_reserve(user_id=user.id, nbytes=nbytes, what="the upload")
+            job = import_job_create(
                 pool=data["pool_obj"], user=user, inputs=inputs, staging_dir=staging,
                 label_set=_label_set(user, data.get("label_set")), labels=labels,
                 labelled_slices=data.get("labelled_slices"), series_uid=data.get("series_uid") or None,
             )
+            ImportJob.objects.filter(pk=job.pk).update(declared_bytes=nbytes)
+            return job
     except ValidationError as exc:
         raise serializers.ValidationError({"detail": exc.messages}) from exc
 
 
 class _JobOptions(serializers.Serializer):
-    pool = serializers.IntegerField()
-    label_set = serializers.IntegerField(required=False, allow_null=True)
+    pool = IdField()
+    label_set = IdField(required=False, allow_null=True)
     series_uid = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
 
@@ -197,12 +159,17 @@ class ImportCreateApi(APIView):
             ref_name = "ImportCreate"
 
 
-    @extend_schema(request=InputSerializer, responses={202: ImportJobOutput})
+    @extend_schema(request=InputSerializer, responses={202: ImportJobOutput, **_QUEUE_ERRORS, **_DISK_ERRORS})
     def post(self, request):
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.MYOLABEL_MAX_UPLOAD_BYTES:
             raise PayloadTooLarge(f"the upload has {length} bytes; the limit is "
                                   f"{settings.MYOLABEL_MAX_UPLOAD_BYTES} (MYOLABEL_MAX_UPLOAD_BYTES)")
+        # Before the body is read, so an upload over the quota or the free space stores nothing; only
+        # for users who may import at all, so the free space is told to nobody else.
+        if not leads_somewhere(request.user):
+            raise PermissionDenied("Importing needs the lead role or higher in a project using the pool.")
+        upload_check(user_id=request.user.id, nbytes=length, what="the upload")
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
@@ -213,8 +180,12 @@ class ImportCreateApi(APIView):
             for uploaded in values["files"]:
                 _store_upload(uploaded, files_dir)
             label_name = _store_upload(values["labels"], files_dir) if "labels" in values else None
+            # Without a Content-Length (chunked transfer) the stored bytes are what counts.
+            stored = sum(p.stat().st_size for p in files_dir.rglob("*") if p.is_file())
             inputs, labels = upload_inputs(files_dir, labels=label_name)
-            job = _create(request.user, values, inputs, labels, staging)
+            job = _create(request.user, values, inputs, labels, staging, max(length, stored))
+        except QueueUnavailable:
+            raise  # the job is failed with the reason, and its files stay for a retry
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -222,7 +193,7 @@ class ImportCreateApi(APIView):
 
 
 def _store_upload(uploaded, files_dir: Path) -> str:
-    name = _clean_name(Path(uploaded.name).name)
+    name = staged.clean_name(Path(uploaded.name).name)
     target = files_dir / name
     if target.exists():
         raise serializers.ValidationError({"files": f"two files are named {name!r}; rename one"})
@@ -273,46 +244,33 @@ class ImportChunkApi(APIView):
     @extend_schema(responses={200: OutputSerializer})
     def get(self, request, job_id: int, name: str):
         job = job_for(request.user, job_id)
-        name = _clean_name(name)
-        out = {"name": name, "received": _received(_files_dir(job) / name), "total": _declared_total(job, name)}
+        name = staged.clean_name(name)
+        out = {"name": name, "received": staged.received(staged.files_dir(job) / name),
+               "total": staged.declared_total(job, name)}
         return Response(self.OutputSerializer(out).data)
 
     @extend_schema(
         request={"application/octet-stream": bytes},
         parameters=[OpenApiParameter("Content-Range", location=OpenApiParameter.HEADER, required=True,
                                      description="bytes START-END/TOTAL (END inclusive)")],
-        responses={200: OutputSerializer},
+        responses={200: OutputSerializer, **_DISK_ERRORS},
     )
     def put(self, request, job_id: int, name: str):
         job = job_for(request.user, job_id, open_upload=True)
-        name = _clean_name(name)
+        name = staged.clean_name(name)
         start, end, total = _content_range(request.META.get("HTTP_CONTENT_RANGE", ""))
-        self._check_total(job, name, total)
-        target = _files_dir(job) / name
+        upload_declare_file(job=job, name=name, total=total)
+        target = staged.files_dir(job) / name
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "ab") as out:
             fcntl.flock(out, fcntl.LOCK_EX)  # one writer per file: chunks of a file are sequential
-            received = out.tell()
-            if start != received:
-                raise Conflict(f"{name}: expected the chunk starting at byte {received}, got {start}; "
+            at = out.tell()
+            if start != at:
+                raise Conflict(f"{name}: expected the chunk starting at byte {at}, got {start}; "
                                "resume from there")
             _append(request, out, end - start + 1, name)
-        out = {"name": name, "received": _received(target), "total": total}
+        out = {"name": name, "received": staged.received(target), "total": total}
         return Response(self.OutputSerializer(out).data)
-
-    def _check_total(self, job: ImportJob, name: str, total: int) -> None:
-        declared = _all_declared(job)
-        if name in declared:
-            if declared[name] != total:
-                raise serializers.ValidationError(
-                    {"Content-Range": f"{name}: total {total} differs from the {declared[name]} declared before"})
-            return
-        if sum(declared.values()) + total > settings.MYOLABEL_MAX_UPLOAD_BYTES:
-            raise PayloadTooLarge(f"{name}: the upload would exceed {settings.MYOLABEL_MAX_UPLOAD_BYTES} bytes "
-                                  "(MYOLABEL_MAX_UPLOAD_BYTES); import the files in several jobs")
-        path = Path(job.staging_dir) / "totals" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(str(total))
 
 
 def _content_range(header: str) -> tuple[int, int, int]:
@@ -356,17 +314,18 @@ class ImportCompleteApi(APIView):
             ref_name = "ImportComplete"
 
 
-    @extend_schema(request=InputSerializer, responses={202: ImportJobOutput})
+    @extend_schema(request=InputSerializer, responses={202: ImportJobOutput, **_QUEUE_ERRORS})
     def post(self, request, job_id: int):
         job = job_for(request.user, job_id, open_upload=True)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        incomplete = [f"{n} ({_received(_files_dir(job) / n)} of {t} bytes)"
-                      for n, t in _all_declared(job).items() if _received(_files_dir(job) / n) != t]
+        folder = staged.files_dir(job)
+        incomplete = [f"{n} ({staged.received(folder / n)} of {t} bytes)"
+                      for n, t in staged.all_declared(job).items() if staged.received(folder / n) != t]
         if incomplete:
             raise Conflict(f"files not fully uploaded: {', '.join(incomplete)}")
         try:
-            inputs, labels = upload_inputs(_files_dir(job), labels=data.validated_data.get("labels") or None)
+            inputs, labels = upload_inputs(folder, labels=data.validated_data.get("labels") or None)
             series_uid = (Path(job.staging_dir) / "options").read_text() or None
             with transaction.atomic():
                 job = import_job_submit(job=job, inputs=inputs, labels=labels, series_uid=series_uid,
@@ -389,3 +348,12 @@ class ImportJobApi(APIView):
         shutil.rmtree(job.staging_dir, ignore_errors=True)
         job.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ImportRetryApi(APIView):
+    """Queue again an import that failed because the task queue was down (its files were kept)."""
+
+    @extend_schema(request=None, responses={202: ImportJobOutput, **_QUEUE_ERRORS})
+    def post(self, request, job_id: int):
+        job = import_job_retry(job_for(request.user, job_id))
+        return Response(ImportJobOutput(job).data, status=status.HTTP_202_ACCEPTED)

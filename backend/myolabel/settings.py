@@ -16,9 +16,11 @@ may be combined with embedded mode (the test suite does this).
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp import constants as csp_constants
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -67,6 +69,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
+    "csp",
     "backend.core",
     "backend.projects",
     "backend.imaging",
@@ -82,7 +86,11 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "backend.core.session_limits.SessionLimitsMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "backend.core.csp.SameOriginSocketsCSPMiddleware",
+    # Last, as axes asks: it turns a lock-out flagged during the login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "backend.myolabel.urls"
@@ -142,6 +150,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Axes first: it refuses a locked-out (user, address) before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -192,7 +205,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every operation documents the shared Error body for its error answers.
+    "DEFAULT_SCHEMA_CLASS": "backend.core.schema.ErrorDocumentingAutoSchema",
+    # One error shape for every error: {"detail", "code"[, "errors"]} (backend/core/errors.py).
+    "EXCEPTION_HANDLER": "backend.core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
@@ -205,6 +221,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # <id:...> path parameters (backend.core.ids): 1 to 2**63 - 1.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 1,
+                                        "maximum": 2**63 - 1}},
     # Several models have a "status" field; name their enums apart in the schema.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "backend.imaging.models.ImportJob.Status",
@@ -218,7 +237,10 @@ BROKER_DIR = DATA_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 6 * 3600}
+    # Socket timeouts: a broker that is down or hangs fails a publish in seconds (an import
+    # answers 503), instead of blocking the web request for ever (kombu's default).
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 6 * 3600, "socket_timeout": 5.0,
+                                             "socket_connect_timeout": 3.0}
 else:
     for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
@@ -287,6 +309,58 @@ if PRODUCTION:
     # site-wide decision of the hospital's domain owner, not of this application.
     SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 
+# --- Logins, sessions and Content-Security-Policy (README "Security") -------------------
+# Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; none by default,
+# so a client cannot choose the address its login failures and token throttle count under.
+MYOLABEL_TRUSTED_PROXIES = env.list("MYOLABEL_TRUSTED_PROXIES", default=[])
+# django-axes counts failed logins in the database, shared by every web process, per pair of
+# user name and client address: a guesser is stopped at once, and nobody can lock a colleague
+# out of their own workstation by mistyping that colleague's name elsewhere.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("MYOLABEL_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("MYOLABEL_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "backend.core.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+# Tries during a lock-out neither count nor extend it: the page can say when it ends.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "backend.core.login_limits.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# DRF's own throttles count the connecting address; the token endpoint's uses client_ip.
+REST_FRAMEWORK["NUM_PROXIES"] = 0
+# JSON only: DRF's browsable HTML API has inline styles the policy below refuses (pygments'
+# <style>, style= in its nested forms); Swagger UI at /api/docs/ explores the API instead.
+REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = ["rest_framework.renderers.JSONRenderer"]
+# The throttle's counters: shared by every web process when Redis is there (production).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL, "KEY_PREFIX": "myolabel-cache"}}
+
+# Sessions end MYOLABEL_SESSION_HOURS after login, or after MYOLABEL_SESSION_IDLE_MINUTES
+# without a request (backend.core.session_limits).
+MYOLABEL_SESSION_ABSOLUTE_SECONDS = round(env.float("MYOLABEL_SESSION_HOURS", default=12.0) * 3600)
+MYOLABEL_SESSION_IDLE_SECONDS = round(env.float("MYOLABEL_SESSION_IDLE_MINUTES", default=60.0) * 60)
+SESSION_COOKIE_AGE = MYOLABEL_SESSION_ABSOLUTE_SECONDS
+SESSION_SAVE_EVERY_REQUEST = False
+
+# Every script, style, image and socket comes from this site; no inline code at all.
+# data: images: Swagger UI's icons (/api/docs/). Extended per response by backend.core.csp
+# with ws(s):// of the page's host.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [csp_constants.SELF],
+        "style-src": [csp_constants.SELF],
+        "img-src": [csp_constants.SELF, "data:"],
+        "font-src": [csp_constants.SELF],
+        "connect-src": [csp_constants.SELF],
+        "object-src": [csp_constants.NONE],
+        "base-uri": [csp_constants.SELF],
+        "form-action": [csp_constants.SELF],
+        "frame-ancestors": [csp_constants.NONE],
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -309,3 +383,7 @@ MYOLABEL_MAX_ZIP_MEMBERS = env.int("MYOLABEL_MAX_ZIP_MEMBERS", default=100_000)
 # A chunked upload with no chunk for this long is failed and its bytes deleted.
 MYOLABEL_UPLOAD_IDLE_HOURS = env.float("MYOLABEL_UPLOAD_IDLE_HOURS", default=24.0)
 MYOLABEL_STAGING_DIR = Path(env.str("MYOLABEL_STAGING_DIR", default=str(DATA_DIR / "staging")))
+# Bytes one user's unfinished uploads may announce together (GiB), and the free space the
+# staging and media disks keep beyond everything announced (GiB): see services_uploads.
+MYOLABEL_UPLOAD_QUOTA_GB = env.float("MYOLABEL_UPLOAD_QUOTA_GB", default=20.0)
+MYOLABEL_DISK_MARGIN_GB = env.float("MYOLABEL_DISK_MARGIN_GB", default=2.0)

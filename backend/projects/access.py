@@ -4,10 +4,15 @@ Rules: a user sees a project only through a Membership (site superusers see all)
 Pools and scans are seen through the projects that use them. Anything a user may not
 see is reported as missing (404), so nobody learns that a foreign project or scan
 exists; a member whose role is too low for an action gets 403.
+
+A pool as a whole (deleting it, attaching it to another project) belongs to the admins
+of the projects using it: only a user who is admin of every one of them, or a superuser,
+may do that (``administers_pool``). A pool no project uses belongs to the site alone.
 """
 
 from __future__ import annotations
 
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
@@ -56,6 +61,43 @@ def best_role_for_pool(user, pool: Pool) -> str | None:
         return Role.ADMIN
     roles = Membership.objects.filter(user=user, project__pools=pool).values_list("role", flat=True)
     return max(roles, key=ROLE_RANK.__getitem__, default=None)
+
+
+# Adding a member answers whether a user name exists; a project admin (anyone may create a
+# project) gets this many "no such user" answers per window, then every add waits (429).
+UNKNOWN_USERNAMES_PER_HOUR = 20
+UNKNOWN_USERNAMES_WINDOW = 3600  # seconds
+
+
+def unknown_usernames_key(user) -> str:
+    # date_joined too: SQLite reuses the id of a deleted account, and the new one starts afresh.
+    return f"myolabel:unknown-usernames:{user.pk}:{user.date_joined.timestamp():.6f}"
+
+
+def username_lookups_exhausted(user) -> bool:
+    """True once ``user`` named too many users that do not exist in the current window (never for superusers)."""
+    if user.is_superuser:
+        return False
+    return (cache.get(unknown_usernames_key(user)) or 0) >= UNKNOWN_USERNAMES_PER_HOUR
+
+
+def administers_pool(user, pool: Pool) -> bool:
+    """True when ``user`` is a superuser, or admin of every project using ``pool`` (and one uses it).
+
+    Written positively on purpose: ``exclude(memberships__user=..., memberships__role=...)``
+    spans two memberships and so excludes a project where the user is annotator and
+    somebody else is admin.
+    """
+    if user.is_superuser:
+        return True
+    using = Project.objects.filter(pools=pool)
+    administered = Membership.objects.filter(user=user, role=Role.ADMIN).values("project_id")
+    return using.exists() and not using.exclude(pk__in=administered).exists()
+
+
+def leads_somewhere(user) -> bool:
+    """True when ``user`` may import into some pool (lead or admin of a project, or superuser)."""
+    return user.is_superuser or Membership.objects.filter(user=user, role__in=(Role.LEAD, Role.ADMIN)).exists()
 
 
 def pools_visible_to(user) -> QuerySet[Pool]:

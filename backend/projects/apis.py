@@ -4,45 +4,46 @@ Roles (``backend.projects.access``): an annotator reads; a lead also changes the
 project's configuration; an admin may do everything in the project, members and
 pools included; site superusers may do everything. Any signed-in user may create a
 project and becomes its admin, and may create a label set (label sets are shared).
+
+Pools: a project may be given (``pools``) only pools its caller can see, and a pool not
+yet in the project only if the caller is admin of every project already using it (or a
+superuser): attaching never gives rights the caller did not have. A pool no project uses
+is attached by a superuser only (no project member can see it, its creator included: the
+creator may have been removed from the projects that used it). Deleting a pool needs the
+same rights.
+
+Members: only project admins (and superusers) add, re-role and remove members; they add
+existing accounts, with any role; only superusers create accounts (admin site). Leads,
+annotators and outsiders are refused before the user name is looked at, so they learn
+nothing about accounts. Adding answers whether a user name exists, and anyone can make a
+project and be its admin, so an admin gets ``UNKNOWN_USERNAMES_PER_HOUR`` "no such user"
+answers per hour; after that every add (existing name or not) answers 429 until the hour
+ends, so accounts cannot be enumerated cheaply. Names of projects and pools are unique
+site-wide: a taken name is refused without saying what holds it.
 """
 
 from __future__ import annotations
 
-import math
-
-from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, Throttled
 from rest_framework.exceptions import ValidationError as DrfValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.core.errors import ERRORS, READ_ERRORS, ErrorOutput
+from backend.core.fields import FiniteFloatField
+from backend.core.ids import id_of
 from backend.imaging.models import Pool, Scan
 from backend.projects import selectors, services
-from backend.projects.access import Role, pools_visible_to, project_for, scans_visible_to
+from backend.projects.access import (
+    Role,
+    pools_visible_to,
+    project_for,
+    scans_visible_to,
+    username_lookups_exhausted,
+)
 from backend.projects.models import Label, LabelSet, Membership, Project
-
-ErrorOutput = inline_serializer("Error", {"detail": serializers.CharField()})
-ERRORS = {400: ErrorOutput, 403: ErrorOutput, 404: ErrorOutput}
-READ_ERRORS = {403: ErrorOutput, 404: ErrorOutput}
-
-
-class ApiErrorsMixin:
-    """Turn a service's Django ValidationError into a 400 response with the same messages."""
-
-    def handle_exception(self, exc):
-        if isinstance(exc, DjangoValidationError):
-            exc = DrfValidationError(serializers.as_serializer_error(exc))
-        return super().handle_exception(exc)
-
-
-class FiniteFloatField(serializers.FloatField):
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if not math.isfinite(value):
-            self.fail("invalid")
-        return value
 
 
 class ProjectOutput(serializers.Serializer):
@@ -93,8 +94,8 @@ class ProjectConfigInput(serializers.Serializer):
     mc_samples = serializers.IntegerField(min_value=2, max_value=100, required=False,
                                           help_text="T: Monte-Carlo dropout samples.")
     stop_target_dice = FiniteFloatField(min_value=0.0, max_value=1.0, allow_null=True, required=False)
-    pools = serializers.PrimaryKeyRelatedField(many=True, queryset=Pool.objects.none(), required=False)
-    test_scans = serializers.PrimaryKeyRelatedField(many=True, queryset=Scan.objects.none(), required=False)
+    pools = id_of(Pool.objects.none(), many=True, required=False)
+    test_scans = id_of(Scan.objects.none(), many=True, required=False)
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -104,10 +105,10 @@ class ProjectConfigInput(serializers.Serializer):
             self.fields["test_scans"].child_relation.queryset = scans_visible_to(user)
 
 
-class ProjectListApi(ApiErrorsMixin, APIView):
+class ProjectListApi(APIView):
     class InputSerializer(ProjectConfigInput):
-        label_set = serializers.PrimaryKeyRelatedField(
-            queryset=LabelSet.objects.all(), required=False,
+        label_set = id_of(
+            LabelSet.objects.all(), required=False,
             help_text="Fixed once the project exists; the oldest label set (the default) when omitted.")
 
         class Meta:
@@ -135,7 +136,7 @@ class ProjectListApi(ApiErrorsMixin, APIView):
         return Response(_project_output(request.user, project), status=status.HTTP_201_CREATED)
 
 
-class ProjectDetailApi(ApiErrorsMixin, APIView):
+class ProjectDetailApi(APIView):
     class InputSerializer(ProjectConfigInput):
         class Meta:
             ref_name = "ProjectUpdate"
@@ -150,7 +151,7 @@ class ProjectDetailApi(ApiErrorsMixin, APIView):
         project = project_for(request.user, project_id, min_role=Role.LEAD)
         data = self.InputSerializer(data=request.data, user=request.user, partial=True)
         data.is_valid(raise_exception=True)
-        project = services.project_update(project=project, **data.validated_data)
+        project = services.project_update(project=project, user=request.user, **data.validated_data)
         return Response(_project_output(request.user, project))
 
     @extend_schema(responses={204: None, **READ_ERRORS})
@@ -167,7 +168,7 @@ class MemberOutput(serializers.Serializer):
     created = serializers.DateTimeField()
 
 
-class ProjectMemberListApi(ApiErrorsMixin, APIView):
+class ProjectMemberListApi(APIView):
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         role = serializers.ChoiceField(choices=Membership.Role.choices)
@@ -180,17 +181,21 @@ class ProjectMemberListApi(ApiErrorsMixin, APIView):
         project = project_for(request.user, project_id)
         return Response(MemberOutput(selectors.project_members(project), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: MemberOutput, **ERRORS})
+    @extend_schema(request=InputSerializer, responses={201: MemberOutput, 429: ErrorOutput, **ERRORS})
     def post(self, request, project_id: int):
-        """Add a member with a role (admin)."""
+        """Add an existing user with a role (admin); too many unknown user names answer 429 for an hour."""
         project = project_for(request.user, project_id, min_role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.membership_add(project=project, **data.validated_data)
+        if username_lookups_exhausted(request.user):
+            raise Throttled(detail="Too many user names that do not exist were tried from your account; adding "
+                                   "members is paused for up to an hour. Ask a site administrator for the exact "
+                                   "user names.")
+        membership = services.membership_add(project=project, by=request.user, **data.validated_data)
         return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
 
 
-class ProjectMemberDetailApi(ApiErrorsMixin, APIView):
+class ProjectMemberDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
         role = serializers.ChoiceField(choices=Membership.Role.choices)
 
@@ -238,7 +243,7 @@ class LabelSetOutput(serializers.Serializer):
     created = serializers.DateTimeField()
 
 
-class LabelSetListApi(ApiErrorsMixin, APIView):
+class LabelSetListApi(APIView):
     class InputSerializer(serializers.Serializer):
         class LabelInput(serializers.Serializer):
             value = serializers.IntegerField(min_value=1, max_value=254)

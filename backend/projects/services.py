@@ -1,8 +1,10 @@
 """Writes of projects, memberships, pools and label sets.
 
-Callers have checked access already (``backend.projects.access``). Rule violations
-raise ``django.core.exceptions.ValidationError`` keyed by field, with messages a
-project lead can act on; the API turns them into 400 responses.
+Callers have checked access already (``backend.projects.access``); the rules about a
+pool as a whole (attaching, deleting) are checked here, since they concern other
+projects than the one the caller acts on. Rule violations raise
+``django.core.exceptions.ValidationError`` keyed by field, with messages a project lead
+can act on and that name nothing the caller cannot see; the API turns them into 400.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from backend.imaging.file_cleanup import delete_with_files, remove_staging_after_commit
 from backend.imaging.models import Pool, Scan
+from backend.projects import access
 from backend.projects.models import Label, LabelSet, Membership, Project
 
 Role = Membership.Role
@@ -68,10 +73,24 @@ def _network_errors(profile_name: str, overrides: dict, *, n_classes: int) -> li
     return []
 
 
-def _check_unique_name(model, name: str, *, exclude_pk: int | None, what: str) -> None:
-    clash = model.objects.filter(name=name).exclude(pk=exclude_pk)
-    if clash.exists():
-        raise ValidationError({"name": [f"A {what} named {name!r} already exists; choose another name."]})
+def _check_unique_name(model, name: str, *, exclude_pk: int | None) -> None:
+    # Names are unique site-wide; the holder may be invisible to the caller, so say nothing about it.
+    if model.objects.filter(name=name).exclude(pk=exclude_pk).exists():
+        raise ValidationError({"name": [f"The name {name!r} is taken; choose another."]})
+
+
+def _check_attachable(user, pools: Iterable[Pool], *, already: set[int]) -> None:
+    """Refuse attaching a pool unless ``user`` administers every project using it.
+
+    Pools the user cannot see never get here (the API resolves ids among visible pools,
+    so a foreign id answers like a missing one). Pools already attached are kept freely.
+    """
+    refused = [pool.pk for pool in pools if pool.pk not in already and not access.administers_pool(user, pool)]
+    if refused:
+        listed = ", ".join(map(str, sorted(refused)))
+        msg = (f"You cannot attach pool {listed}: attaching a pool needs the admin role in every project that "
+               "uses it. Ask an admin of those projects to attach it, or a site administrator.")
+        raise ValidationError({"pools": [msg]})
 
 
 def _check_test_scans(project: Project, test_scans: Iterable[Scan], pools: Iterable[Pool]) -> None:
@@ -93,7 +112,7 @@ def _apply_config(project: Project, fields: dict) -> None:
                              n_classes=project.label_set.labels.count() + 1)
     if errors:
         raise ValidationError({"network_config" if "network_config" in fields else "network_profile": errors})
-    _check_unique_name(Project, project.name, exclude_pk=project.pk, what="project")
+    _check_unique_name(Project, project.name, exclude_pk=project.pk)
     project.full_clean(exclude=["pools", "test_scans", "created_by"])
 
 
@@ -102,6 +121,7 @@ def project_create(*, user, name: str, label_set: LabelSet, pools: list[Pool] | 
                    test_scans: list[Scan] | None = None, **config) -> Project:
     """Create a project; its creator becomes its admin."""
     project = Project(label_set=label_set, created_by=user)
+    _check_attachable(user, pools or [], already=set())
     _apply_config(project, {"name": name, **config})
     _check_test_scans(project, test_scans or [], pools or [])
     project.save()
@@ -112,9 +132,11 @@ def project_create(*, user, name: str, label_set: LabelSet, pools: list[Pool] | 
 
 
 @transaction.atomic
-def project_update(*, project: Project, pools: list[Pool] | None = None,
+def project_update(*, project: Project, user, pools: list[Pool] | None = None,
                    test_scans: list[Scan] | None = None, **config) -> Project:
     """Change a project's configuration; ``None`` leaves pools or test scans as they are."""
+    if pools is not None:
+        _check_attachable(user, pools, already=set(project.pools.values_list("pk", flat=True)))
     _apply_config(project, config)
     new_pools = list(project.pools.all()) if pools is None else pools
     new_tests = list(project.test_scans.all()) if test_scans is None else test_scans
@@ -129,19 +151,31 @@ def project_update(*, project: Project, pools: list[Pool] | None = None,
 
 @transaction.atomic
 def project_delete(*, project: Project) -> None:
-    """Delete a project with its memberships; its pools and scans stay."""
-    project.delete()
+    """Delete a project with its memberships, steps and models (files too); its pools and scans stay."""
+    delete_with_files(project)
 
 
 def _admins_left(project: Project, *, without: Membership) -> int:
     return project.memberships.filter(role=Role.ADMIN).exclude(pk=without.pk).count()
 
 
+def _note_unknown_username(by) -> None:
+    key = access.unknown_usernames_key(by)
+    cache.add(key, 0, timeout=access.UNKNOWN_USERNAMES_WINDOW)
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between add and incr: start a new window
+        cache.set(key, 1, timeout=access.UNKNOWN_USERNAMES_WINDOW)
+
+
 @transaction.atomic
-def membership_add(*, project: Project, username: str, role: str) -> Membership:
+def membership_add(*, project: Project, username: str, role: str, by) -> Membership:
+    """Add an existing user; ``by`` (the admin adding) spends budget on names that do not exist."""
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
-        raise ValidationError({"username": [f"No user named {username!r}; create the account first."]})
+        _note_unknown_username(by)
+        raise ValidationError({"username": [f"No user named {username!r}; check the spelling, or ask a site "
+                                            "administrator to create the account."]})
     if Membership.objects.filter(project=project, user=user).exists():
         raise ValidationError({"username": [f"{username} is already a member; change their role instead."]})
     return Membership.objects.create(project=project, user=user, role=role)
@@ -167,7 +201,7 @@ def membership_remove(*, membership: Membership) -> None:
 @transaction.atomic
 def pool_create(*, project: Project, user, name: str, description: str = "") -> Pool:
     """Create an empty pool and add it to ``project``."""
-    _check_unique_name(Pool, name, exclude_pk=None, what="pool")
+    _check_unique_name(Pool, name, exclude_pk=None)
     pool = Pool.objects.create(name=name, description=description, created_by=user)
     project.pools.add(pool)
     return pool
@@ -176,7 +210,7 @@ def pool_create(*, project: Project, user, name: str, description: str = "") -> 
 @transaction.atomic
 def pool_update(*, pool: Pool, **fields) -> Pool:
     if "name" in fields:
-        _check_unique_name(Pool, fields["name"], exclude_pk=pool.pk, what="pool")
+        _check_unique_name(Pool, fields["name"], exclude_pk=pool.pk)
     for name, value in fields.items():
         setattr(pool, name, value)
     pool.save()
@@ -185,20 +219,23 @@ def pool_update(*, pool: Pool, **fields) -> Pool:
 
 @transaction.atomic
 def pool_delete(*, pool: Pool, user) -> None:
-    """Delete a pool with its scans, unless another project whose admin ``user`` is not uses it."""
-    if not user.is_superuser:
-        others = pool.projects.exclude(memberships__user=user, memberships__role=Role.ADMIN).count()
-        if others:
-            msg = (f"This pool is also used by {others} project(s) in which you are not an admin; "
-                   "ask their admins to remove it from those projects first.")
-            raise ValidationError({"pool": [msg]})
-    pool.delete()
+    """Delete a pool with its scans and everything made from them, files included (after commit).
+
+    Only a superuser, or an admin of every project using the pool, may.
+    """
+    if not access.administers_pool(user, pool):
+        msg = ("This pool is also used by projects in which you are not an admin; ask their admins to remove "
+               "it from those projects, or a site administrator to delete it.")
+        raise ValidationError({"pool": [msg]})
+    staging = list(pool.import_jobs.values_list("staging_dir", flat=True))
+    delete_with_files(pool)
+    remove_staging_after_commit(staging)
 
 
 @transaction.atomic
 def label_set_create(*, name: str, description: str = "", labels: list[dict]) -> LabelSet:
     """Create a label set; each label is {value, name, kind, colour, side, pair (value of its twin)}."""
-    _check_unique_name(LabelSet, name, exclude_pk=None, what="label set")
+    _check_unique_name(LabelSet, name, exclude_pk=None)
     values = [item["value"] for item in labels]
     names = [item["name"] for item in labels]
     for what, seen in (("value", values), ("name", names)):

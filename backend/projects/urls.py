@@ -1,5 +1,6 @@
 from django.urls import path
 
+import backend.core.ids  # noqa: F401  (registers the <id:...> converter)
 from backend.projects.apis import (
     LabelSetDetailApi,
     LabelSetListApi,
@@ -11,10 +12,10 @@ from backend.projects.apis import (
 
 urlpatterns = [
     path("projects/", ProjectListApi.as_view(), name="project-list"),
-    path("projects/<int:project_id>/", ProjectDetailApi.as_view(), name="project-detail"),
-    path("projects/<int:project_id>/members/", ProjectMemberListApi.as_view(), name="project-members"),
-    path("projects/<int:project_id>/members/<int:user_id>/", ProjectMemberDetailApi.as_view(),
+    path("projects/<id:project_id>/", ProjectDetailApi.as_view(), name="project-detail"),
+    path("projects/<id:project_id>/members/", ProjectMemberListApi.as_view(), name="project-members"),
+    path("projects/<id:project_id>/members/<id:user_id>/", ProjectMemberDetailApi.as_view(),
          name="project-member-detail"),
     path("label-sets/", LabelSetListApi.as_view(), name="label-set-list"),
-    path("label-sets/<int:label_set_id>/", LabelSetDetailApi.as_view(), name="label-set-detail"),
+    path("label-sets/<id:label_set_id>/", LabelSetDetailApi.as_view(), name="label-set-detail"),
 ]

@@ -2,11 +2,12 @@
 
 from django.urls import path
 
+import backend.core.ids  # noqa: F401  (registers the <id:...> converter)
 from backend.web import views
 
 urlpatterns = [
-    path("projects/<int:project_id>/annotate/", views.AnnotatorView.as_view(), name="web-annotate"),
-    path("projects/<int:project_id>/dashboard/", views.DashboardView.as_view(), name="web-dashboard"),
+    path("projects/<id:project_id>/annotate/", views.AnnotatorView.as_view(), name="web-annotate"),
+    path("projects/<id:project_id>/dashboard/", views.DashboardView.as_view(), name="web-dashboard"),
     path("admin-tools/", views.AdminToolsView.as_view(), name="web-admin-tools"),
-    path("scans/<int:scan_id>/", views.ScanViewerView.as_view(), name="web-scan"),
+    path("scans/<id:scan_id>/", views.ScanViewerView.as_view(), name="web-scan"),
 ]

@@ -21,12 +21,13 @@ from mltasks.io import dicom
 from mltasks.io.dicom import SeriesInfo
 from mltasks.io.dicom_write import write_dicom_series
 from mltasks.io.files import READ_SUFFIXES, image_to_hu, read_image_file, suffix_of, write_volume
-from mltasks.io.labels import read_label_onto
+from mltasks.io.labels import labels_outside, read_label_onto
 from mltasks.io.zipsafe import extracted_zip, safe_extract_zip
 
 __all__ = [
     "SeriesInfo",
     "dicom_identifiers",
+    "labels_outside",
     "list_dicom_series",
     "read_label_onto",
     "read_volume",

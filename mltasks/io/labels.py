@@ -66,6 +66,61 @@ def resample_labels(image: sitk.Image, geometry: Geometry) -> np.ndarray:
     return sitk.GetArrayFromImage(resampled)
 
 
+def labels_outside(labels: np.ndarray, geometry: Geometry, target: Geometry) -> dict[int, int]:
+    """Labelled voxels of ``labels`` whose centres lie outside the voxels of ``target``, by label value.
+
+    These are the voxels a resampling onto ``target`` drops for lying beyond its field of
+    view (not those a coarser grid merely passes over between its voxel centres). Counted by
+    voxel centre: onto a finer grid, nearest-neighbour resampling may still copy a label
+    whose centre lies just outside into the edge voxels.
+
+    Args:
+        labels: (z, y, x) non-negative integer labels on ``geometry``.
+        target: the grid they are resampled onto (any spacing and direction).
+    Returns:
+        {label value: voxels outside}, only labels that lose voxels, in value order.
+    """
+    to_index = _physical_to_index(target)
+    # Continuous target index (x, y, z) of source voxel (i, j, k): affine in (i, j, k).
+    step = to_index[:, :3] @ np.asarray(geometry.direction, np.float64).reshape(3, 3) @ np.diag(geometry.spacing[::-1])
+    offset = to_index[:, :3] @ np.asarray(geometry.origin, np.float64) + to_index[:, 3]
+    high = np.asarray(target.shape[::-1], np.float64) - 0.5
+    counts = np.zeros(0, np.int64)
+    for k, plane in enumerate(labels):
+        js, is_ = np.nonzero(plane)
+        if js.size == 0 or _box_inside(step, offset + step[:, 2] * k, js, is_, high):
+            continue
+        where = step[:, :2] @ np.stack([is_, js]).astype(np.float64) + (offset + step[:, 2] * k)[:, None]
+        out = np.any((where < -0.5 - _EDGE) | (where >= high[:, None] + _EDGE), axis=0)
+        counts = _add_counts(counts, np.bincount(plane[js[out], is_[out]].astype(np.int64)))
+    return {int(v): int(n) for v, n in enumerate(counts) if v and n}
+
+
+_EDGE = 1e-6  # index units: a centre on a voxel boundary counts as inside despite rounding
+
+
+def _physical_to_index(geometry: Geometry) -> np.ndarray:
+    """3 x 4 affine from LPS (x, y, z, 1) to continuous voxel index (i, j, k) of ``geometry``."""
+    scaled = np.asarray(geometry.direction, np.float64).reshape(3, 3) @ np.diag(geometry.spacing[::-1])
+    inverse = np.linalg.inv(scaled)
+    return np.hstack([inverse, (-inverse @ np.asarray(geometry.origin, np.float64))[:, None]])
+
+
+def _box_inside(step: np.ndarray, offset: np.ndarray, js: np.ndarray, is_: np.ndarray, high: np.ndarray) -> bool:
+    """True when every corner of the labelled voxels' bounding box maps inside (so all of them do)."""
+    corners = np.array([[i, j] for i in (is_.min(), is_.max()) for j in (js.min(), js.max())], np.float64).T
+    where = step[:, :2] @ corners + offset[:, None]
+    return bool(np.all((where >= -0.5 - _EDGE) & (where < high[:, None] + _EDGE)))
+
+
+def _add_counts(total: np.ndarray, more: np.ndarray) -> np.ndarray:
+    if more.size > total.size:
+        total, more = more, total
+    total = total.copy()
+    total[: more.size] += more
+    return total
+
+
 def _as_integer_labels(path: Path, image: sitk.Image) -> sitk.Image:
     array = sitk.GetArrayViewFromImage(image)
     lowest = array.min()

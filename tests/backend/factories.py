@@ -96,6 +96,7 @@ def scan_with_volume(pool, hu, *, name: str = "", geometry=None, labels=None, la
     Needs media storage in a temporary folder (``use_tmp_storage``).
     """
     import hashlib
+    import uuid
 
     import numpy as np
 
@@ -108,7 +109,8 @@ def scan_with_volume(pool, hu, *, name: str = "", geometry=None, labels=None, la
     scan = Scan.objects.create(
         pool=pool, name=name or f"scan {Scan.objects.count() + 1}", original_geometry=geometry.to_dict(),
         geometry=geometry.to_dict(), volume=save_array(hu, "scans/test.npy"), source_format="nifti",
-        content_hash=hashlib.sha256(hu.tobytes()).hexdigest())
+        # Unique per scan: the database refuses the same pixel data twice, and tests reuse arrays.
+        content_hash=hashlib.sha256(hu.tobytes() + uuid.uuid4().bytes).hexdigest())
     if labels is not None:
         ReferenceLabelMap.objects.create(
             scan=scan, label_set=label_set, labels=save_array(np.asarray(labels, np.uint8), "labels/test.npy"),
@@ -172,3 +174,42 @@ def segmentation_with_uncertainty(project, scan, uncertainty):
         project=project, model_version=version, scan=scan, status=Segmentation.Status.DONE,
         uncertainty=save_array(np.asarray(uncertainty, np.float16), "acquisition/segmentations/u.npy"),
         finished=timezone.now())
+
+
+def project_with_data(name: str) -> dict:
+    """A project whose pool holds two scans with stored originals and references, a step, a query, a
+    training slice and a segmentation (with its model version), plus an admin, a lead and an annotator.
+
+    Returns {"project", "pool", "scans", "users": {role: user}}. Needs ``use_tmp_storage``.
+    """
+    import numpy as np
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from backend.acquisition import codec
+    from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
+    from backend.imaging.models import ScanFile
+
+    label_set = LabelSetFactory(labels__n=2)
+    pool = PoolFactory(name=f"{name} pool")
+    project = ProjectFactory(name=name, label_set=label_set, pools=[pool])
+    hu = np.arange(3 * 8 * 8, dtype=np.int16).reshape(3, 8, 8)
+    scans = [scan_with_volume(pool, hu + k, name=f"{name} scan {k}", labels=(hu % 3).astype(np.uint8),
+                              label_set=label_set) for k in range(2)]
+    for scan in scans:
+        stored = default_storage.save(f"originals/{name}/slice.dcm", ContentFile(b"DICM original"))
+        ScanFile.objects.create(scan=scan, file=stored, original_name="slice.dcm", size=13)
+    segmentation_with_uncertainty(project, scans[0], np.zeros(hu.shape, np.float32))
+    step = AcquisitionStep.objects.create(project=project, number=1, strategy="tau", tau=1e-3,
+                                          slices_per_step=1, k_uncertain=2, mc_samples=2)
+    query = Query.objects.create(step=step, scan=scans[0], z=1, height=8, width=8,
+                                 mask=codec.pack_mask(np.ones((8, 8), bool)),
+                                 predicted=codec.pack_labels(np.zeros((8, 8), np.uint8)),
+                                 uncertainty=codec.pack_float16(np.zeros((8, 8), np.float32)),
+                                 n_queried=64, n_pixels=64)
+    TrainingSlice.objects.create(project=project, scan=scans[0], z=0, height=8, width=8,
+                                 labels=codec.pack_labels(np.ones((8, 8), np.uint8)),
+                                 answered=codec.pack_mask(np.ones((8, 8), bool)), source="query", query=query)
+    roles = (Membership.Role.ADMIN, Membership.Role.LEAD, Membership.Role.ANNOTATOR)
+    users = {role: MembershipFactory(project=project, role=role).user for role in roles}
+    return {"project": project, "pool": pool, "scans": scans, "users": users}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from backend.acquisition.models import AcquisitionStep
 from backend.acquisition.services import StepConflict, step_cancel, step_start, step_transition
@@ -91,7 +92,7 @@ def test_cancel_of_a_running_phase_only_flags_it(project):
     lead = MembershipFactory(project=project).user
     step = AcquisitionStep.objects.create(project=project, number=1, state=State.TRAINING, strategy="tau",
                                           tau=1e-3, slices_per_step=2, k_uncertain=4, mc_samples=2,
-                                          runner="worker@host|42")
+                                          runner="worker@host|42", heartbeat=timezone.now())
     step = step_cancel(step=step, user=lead, reason="stop")
     assert (step.state, step.cancel_requested, step.reason) == (State.TRAINING, True, "stop")
     with pytest.raises(StepConflict, match="already cancelled"):

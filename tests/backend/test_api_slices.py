@@ -76,7 +76,7 @@ def test_bad_window_parameters_are_a_readable_400(client, world):
     url = reverse("scan-slice-png", args=[world["scan"].pk, 1])
     response = client.get(url, {"window": 400})
     assert response.status_code == 400
-    assert "Give both window and level" in response.json()["non_field_errors"][0]
+    assert "Give both window and level" in response.json()["errors"]["non_field_errors"][0]
     assert client.get(url, {"window": "nan", "level": 0}).status_code == 400
     assert client.get(url, {"window": 0, "level": 0}).status_code == 400
     assert client.get(url, {"preset": "lung"}).status_code == 400

@@ -6,7 +6,7 @@ from django.urls import reverse
 def test_health_reports_every_check_and_503_without_a_worker(client):
     response = client.get(reverse("health"))
     body = response.json()
-    assert set(body["checks"]) == {"database", "broker", "worker", "channel_layer"}
+    assert set(body["checks"]) == {"database", "broker", "worker", "channel_layer", "phases"}
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["channel_layer"]["ok"] is True
     # No worker runs inside the unit tests: the endpoint must say so, not hang or pass.

@@ -74,6 +74,22 @@ class Stack:
         proc.kill()
         proc.wait(timeout=30)
 
+    def pool_children(self, name: str = "worker") -> list[int]:
+        """Pids of the pool processes of worker ``name`` (its main process's children, read from /proc)."""
+        parent = self.procs[name].pid
+        children = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()  # after the command name, which may hold spaces
+            if int(fields[1]) == parent and fields[0] != "Z":
+                children.append(int(entry.name))
+        return sorted(children)
+
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         return subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)

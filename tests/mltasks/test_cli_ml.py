@@ -134,3 +134,14 @@ def test_calibrate_fits_a_pdc_line_by_k_fold(ct, tmp_path):
     fitted = json.loads(out.read_text())
     assert fitted["n_pairs"] == 4  # 2 held-out volumes x 2 structures present
     assert {"alpha", "beta"} <= set(fitted)
+
+
+def test_phantom_writes_every_one_of_several_phantoms(tmp_path, capsys):
+    # Issue 15 item 13: the progress bar closed after the first phantom broke the second.
+    assert main(["phantom", "--n", "2", "--out", str(tmp_path), "--size", "24", "24", "10", "--seed", "5"]) == 0
+    printed = capsys.readouterr().out
+    for seed in (5, 6):
+        labels = sitk.ReadImage(str(tmp_path / f"phantom_{seed:05d}_labels.nii.gz"))
+        assert sitk.GetArrayFromImage(labels).shape == (10, 24, 24)
+        assert (tmp_path / f"phantom_{seed:05d}_ct.nii.gz").is_file()
+        assert f"phantom_{seed:05d}_ct.nii.gz" in printed

@@ -17,7 +17,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from backend.imaging.models import Pool
-from backend.imaging.services import ImportInput, import_job_create, import_job_run, staging_dir_new
+from backend.imaging.services import (
+    ImportInput,
+    QueueUnavailable,
+    import_job_create,
+    import_job_run,
+    staging_dir_new,
+)
 from backend.projects.models import LabelSet
 
 
@@ -58,6 +64,8 @@ class Command(BaseCommand):
                                         series_uid=options["series_uid"], schedule=options["queue"])
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
+        except QueueUnavailable as exc:  # --queue with the broker down: the job is failed, retryable
+            raise CommandError(f"{exc}; or import again without --queue to run it here") from exc
         if options["queue"]:
             self.stdout.write(f"import job {job.pk} queued on the cpu worker")
             return
@@ -87,6 +95,8 @@ class Command(BaseCommand):
         for r in job.results:
             if r["status"] == "imported":
                 self.stdout.write(self.style.SUCCESS(f"imported {r['name']} as scan {r['scan_id']}"))
+                if r.get("warning"):
+                    self.stdout.write(self.style.WARNING(f"WARNING {r['warning']}"))
             else:
                 self.stderr.write(f"FAILED {r['error']}")
         if failed:

@@ -77,7 +77,7 @@ function nameOf(file) {
 
 function fileRow(file) {
   const li = document.createElement("li");
-  li.innerHTML = `<div class="file-row"><span class="fname"></span><div class="progress"><div style="width:0%"></div></div><span class="pct muted">waiting</span></div>`;
+  li.innerHTML = `<div class="file-row"><span class="fname"></span><div class="progress"><div></div></div><span class="pct muted">waiting</span></div>`;
   li.querySelector(".fname").textContent = nameOf(file);
   $("#upload-list").append(li);
   return (sent, text) => {

@@ -40,8 +40,9 @@ function progressCell(step) {
   }
   const eta = live ? live.eta_seconds : step.eta_seconds;
   const detail = live && live.detail && live.detail !== step.state ? live.detail : PHASE_WORDS[step.state] || step.state;
-  td.innerHTML = `<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${percent}"><div style="width:${percent}%"></div></div>
+  td.innerHTML = `<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${percent}"><div></div></div>
     <small class="progress-text"></small>`;
+  td.querySelector(".progress > div").style.width = `${percent}%`;  // CSSOM: allowed by the page's CSP
   td.querySelector(".progress-text").textContent = `${detail}: ${Number(percent).toFixed(0)} %${eta != null ? ` · about ${duration(eta)} left` : ""}`;
   td.dataset.step = step.id;
   td.className = "step-progress";

@@ -66,7 +66,8 @@ function renderReport(rows) {
     const tr = document.createElement("tr");
     tr.innerHTML = `<td></td><td class="num"></td><td class="num"></td><td></td>`;
     const colour = (state.project.labels.find((l) => l.value === r.value) || {}).colour || "#999";
-    tr.children[0].innerHTML = `<span class="swatch" style="display:inline-block;vertical-align:middle;background:${colour}"></span> `;
+    tr.children[0].innerHTML = `<span class="swatch inline-swatch"></span> `;
+    tr.children[0].firstChild.style.background = colour;  // CSSOM: allowed by the page's CSP
     tr.children[0].append(r.name);
     tr.children[1].textContent = r.volume_ml == null ? "–" : Number(r.volume_ml).toFixed(1);
     tr.children[2].textContent = fmt(r.predicted_dice);

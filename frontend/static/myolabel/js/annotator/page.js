@@ -287,7 +287,8 @@ function buildPalette() {
     b.type = "button";
     b.dataset.label = l.value;
     b.title = k < 10 ? `Shortcut: ${(k + 1) % 10}` : "";
-    b.innerHTML = `<span class="swatch" style="background:${l.colour}"></span><span class="name"></span><kbd>${k < 10 ? (k + 1) % 10 : ""}</kbd>`;
+    b.innerHTML = `<span class="swatch"></span><span class="name"></span><kbd>${k < 10 ? (k + 1) % 10 : ""}</kbd>`;
+    b.querySelector(".swatch").style.background = l.colour;  // CSSOM: allowed by the page's CSP
     b.querySelector(".name").textContent = l.name;
     b.addEventListener("click", () => setLabel(l.value));
     list.append(b);
