@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -22,18 +23,18 @@ from mltasks.labels import LabelSet
 from mltasks.metrics import evaluate_volume
 from mltasks.nets import NetConfig, UNet
 from mltasks.postprocess import keep_largest_components
-from mltasks.progress import ProgressCallback
-from mltasks.query import (
-    full_slice_mask,
-    pixel_query_mask,
-    random_pixel_mask,
-    select_random,
-    select_representative,
-    select_uncertain,
-    slice_scores,
-    suggest_tau,
+from mltasks.progress import ProgressCallback, report
+from mltasks.step import (
+    ScoredSlices,
+    SliceRanking,
+    StepPlan,
+    choose_slices,
+    chosen_maps,
+    query_masks,
+    score_slices,
+    slice_chunks,
 )
-from mltasks.train import TrainConfig, train
+from mltasks.train import TrainConfig, TrainResult, train
 from mltasks.uncertainty import structure_wise_variance
 
 STRATEGIES = ("tau", "manual", "random_pixels", "random_slices")
@@ -86,6 +87,10 @@ class ALConfig:
     def n_candidates(self) -> int:
         return math.ceil(self.candidate_factor * self.n_select)
 
+    @property
+    def plan(self) -> StepPlan:
+        return StepPlan(self.strategy, self.tau, self.n_select, self.n_candidates, self.target_mac)
+
 
 @dataclass
 class SlicePool:
@@ -95,11 +100,14 @@ class SlicePool:
         images: (N, H, W) float32 network-grid slices.
         labelled: (N,) bool, True for slices in the training set.
         body: (N, H, W) bool body masks, or None (slice scores then average whole slices).
+        volumes: (N,) int, the volume each slice belongs to (None: one volume); slices are
+            scored volume by volume, in chunks, as the worker scores a scan.
     """
 
     images: np.ndarray
     labelled: np.ndarray
     body: np.ndarray | None = None
+    volumes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 3 or self.labelled.shape != (self.images.shape[0],):
@@ -155,8 +163,9 @@ class TrainingSet:
         )
 
 
-def _rng(config: ALConfig, step: int) -> np.random.Generator:
-    return np.random.default_rng([config.seed, step])
+def step_seed(seed: int, step: int) -> int:
+    """The seed of one step (MC dropout masks and the random baselines' draws)."""
+    return seed * 1000 + step
 
 
 def propose_queries(
@@ -169,12 +178,15 @@ def propose_queries(
 ) -> list[Query]:
     """One acquisition step: the slices and pixels to send to the expert.
 
+    Runs the step code the worker runs (``mltasks.step``): every volume's unlabelled
+    slices scored in chunks, D_c and D_r chosen, the pixel query of each chosen slice.
+
     Args:
         model: the current (Bayesian) network.
         pool: all pool slices; only unlabelled ones are considered.
         config: strategy, tau, n_select, ...
         step: step number, mixed into the seeds so steps differ reproducibly.
-        on_progress: phase "predict" (MC inference over the unlabelled slices).
+        on_progress: phase "predict", done = unlabelled slices scored.
     Returns:
         Queries in the order chosen (D_r's greedy order; drawn order for random
         slices); fewer than ``n_select`` when the pool runs out, none when empty.
@@ -182,35 +194,34 @@ def propose_queries(
     unl = pool.unlabelled
     if unl.size == 0:
         return []
-    seed = config.seed * 1000 + step
-    if config.strategy == "random_slices":
-        chosen = unl[select_random(unl.size, config.n_select, rng=_rng(config, step))]
-        pred = mc_predict_slices(pool.images[chosen], model, t_samples=config.t_samples,
-                                 batch_size=config.batch_size, seed=seed, on_progress=on_progress)  # fmt: skip
-        return [
-            Query(int(i), full_slice_mask(pred.labels[k].shape), pred.labels[k], math.nan)
-            for k, i in enumerate(chosen)
-        ]
-    pred = mc_predict_slices(pool.images[unl], model, t_samples=config.t_samples,
-                             batch_size=config.batch_size, seed=seed, on_progress=on_progress)  # fmt: skip
-    scores = slice_scores(pred.pixel_uncertainty, None if pool.body is None else pool.body[unl])
-    d_c = select_uncertain(scores, config.n_candidates)
-    d_r = select_representative(pred.descriptors, d_c, min(config.n_select, d_c.size))
-    masks = _masks(pred.pixel_uncertainty[d_r], config, _rng(config, step))
+    seed = step_seed(config.seed, step)
+    plan = config.plan
+    ranking = SliceRanking(keep=plan.n_candidates)
+    volumes = np.zeros(pool.labelled.shape, np.int64) if pool.volumes is None else pool.volumes
+    done = 0
+    for volume in np.unique(volumes[unl]):
+        for chunk in slice_chunks(unl[volumes[unl] == volume]):
+            ranking.add([(i,) for i in chunk], _score(model, pool, chunk, config, seed))
+            done += len(chunk)
+            report(on_progress, "predict", done, unl.size)
+    selection = choose_slices(ranking.scores, ranking.descriptors, plan, seed=seed)
+    if not selection.chosen:
+        return []
+    labels, u = chosen_maps(ranking, selection.chosen,
+                            lambda i: _score(model, pool, [int(ranking.keys[i][0])], config, seed))  # fmt: skip
+    masks = query_masks(u, plan, seed=seed)
+    scores = ranking.scores
     return [
-        Query(int(unl[k]), masks[j], pred.labels[k], float(scores[k])) for j, k in enumerate(d_r)
-    ]
+        Query(int(ranking.keys[i][0]), masks[j], labels[j],
+              math.nan if plan.strategy == "random_slices" else float(scores[i]))
+        for j, i in enumerate(selection.chosen)
+    ]  # fmt: skip
 
 
-def _masks(u: np.ndarray, config: ALConfig, rng: np.random.Generator) -> np.ndarray:
-    """(n, H, W) bool query masks of the selected slices' uncertainty ``u`` (n, H, W)."""
-    if config.strategy == "manual":
-        return full_slice_mask(u.shape)
-    tau = config.tau if config.target_mac is None else suggest_tau(u, config.target_mac)[0]
-    tau_masks = pixel_query_mask(u, tau)
-    if config.strategy == "tau":
-        return tau_masks
-    return random_pixel_mask(u.shape, int(np.count_nonzero(tau_masks)), rng=rng)
+def _score(model: UNet, pool: SlicePool, indices: list[int], config: ALConfig, seed: int) -> ScoredSlices:
+    body = None if pool.body is None else pool.body[indices]
+    return score_slices(pool.images[indices], model, body=body, t_samples=config.t_samples,
+                        seed=seed, batch_size=config.batch_size)  # fmt: skip
 
 
 def retrain(
@@ -235,14 +246,35 @@ def retrain(
     Returns:
         (the best-validation model in MC mode, per-epoch history).
     """
+    result = train_step(model_or_none, labelled, config, warm_start=warm_start, label_set=label_set,
+                        on_progress=on_progress)  # fmt: skip
+    return result.model, result.history
+
+
+def train_step(
+    model_or_none: UNet | None,
+    labelled: TrainingSet,
+    config: ALConfig,
+    *,
+    warm_start: bool,
+    label_set: LabelSet | None = None,
+    checkpoint_path: str | Path | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """``retrain`` with the whole ``TrainResult``, as the worker's training phase runs it.
+
+    ``checkpoint_path``: epoch checkpoints go there, and a run of the same
+    configuration found there is resumed (a worker killed mid-training continues).
+    """
     net_config = model_or_none.config if model_or_none is not None else config.net
     if net_config is None:
         raise InvalidQuery("retrain needs a model or ALConfig.net to build one; set ALConfig.net")
-    result = train(
+    path = None if checkpoint_path is None else Path(checkpoint_path)
+    return train(
         labelled.images, labelled.labels, net_config, config=config.train, label_set=label_set,
-        init_model=model_or_none if warm_start else None, on_progress=on_progress,
+        init_model=model_or_none if warm_start else None, checkpoint_path=path,
+        resume=path is not None and path.is_file(), on_progress=on_progress,
     )  # fmt: skip
-    return result.model, result.history
 
 
 @dataclass

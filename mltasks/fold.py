@@ -63,16 +63,6 @@ def fold_batch_norm(model: UNet) -> UNet:
     return folded
 
 
-def optimise_for_inference(model: UNet, *, channels_last: bool = True) -> UNet:
-    """Folded copy of ``model`` in channels-last memory format with cheap dropout masks."""
-    fast = fold_batch_norm(model)
-    if channels_last:
-        fast = fast.to(memory_format=torch.channels_last)
-    for d in fast.dropouts:
-        d.cheap_mask = True
-    return fast
-
-
 class FastMC:
     """MC-dropout sampler for a Bayesian ``UNet`` tuned for CPU inference.
 

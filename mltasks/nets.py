@@ -281,11 +281,6 @@ class UNet(nn.Module):
         return self.forward(x, return_features=True)[1]
 
 
-def build_net(config: NetConfig) -> UNet:
-    """A freshly He-initialised U-Net for ``config``, in training mode."""
-    return UNet(config)
-
-
 def conv_flops(config: NetConfig, height: int, width: int) -> float:
     """Floating-point operations (2 per multiply-add) of one forward pass of one slice.
 

@@ -39,7 +39,7 @@ from mltasks.active import (
 from mltasks.errors import InvalidSimulationConfig, MyoLabelError
 from mltasks.labels import LabelSet, default_label_set
 from mltasks.nets import UNet, profile
-from mltasks.preprocess import preprocess_volume, resample_labels_to_network
+from mltasks.preprocess import body_from_hu, preprocess_volume, resample_labels_to_network
 from mltasks.progress import ProgressCallback, report
 from mltasks.query import ANSWERED, UNANSWERED, manual_annotation_cost, merge_answers
 from mltasks.simulate_output import write_figures, write_results
@@ -142,11 +142,11 @@ class _Volume:
     name: str
     images: np.ndarray
     labels: np.ndarray
-    body: np.ndarray | None
+    body: np.ndarray
     spacing: tuple[float, float, float]
 
 
-def _network_volume(name: str, hu, geometry, labels, body, net: dict, matrix: int) -> _Volume:
+def _network_volume(name: str, hu, geometry, labels, net: dict, matrix: int) -> _Volume:
     interval = net.get("slice_interval_mm", 1.0)
     interval = geometry.spacing[0] if interval == "native" else float(interval)
     pre = preprocess_volume(
@@ -157,12 +157,10 @@ def _network_volume(name: str, hu, geometry, labels, body, net: dict, matrix: in
         slice_interval_mm=interval,
     )
     lab = resample_labels_to_network(labels.astype(np.uint8), geometry, pre.geometry)
-    b = (
-        None
-        if body is None
-        else resample_labels_to_network(body.astype(np.uint8), geometry, pre.geometry) > 0
-    )
-    return _Volume(name, pre.image, lab, b, pre.geometry.spacing)
+    # The body as the product finds it (from the HU), not a phantom's exact body: the
+    # simulation scores slices as the worker does.
+    body = resample_labels_to_network(body_from_hu(hu).astype(np.uint8), geometry, pre.geometry) > 0
+    return _Volume(name, pre.image, lab, body, pre.geometry.spacing)
 
 
 def load_volumes(
@@ -182,9 +180,7 @@ def load_volumes(
         for i in range(n_pool + n_test):
             ph = generate_phantom(seed + i, shape=size)
             vols.append(
-                _network_volume(
-                    f"phantom_{seed + i}", ph.hu, ph.geometry, ph.labels, ph.body, net, matrix
-                )
+                _network_volume(f"phantom_{seed + i}", ph.hu, ph.geometry, ph.labels, net, matrix)
             )
             report(on_progress, "volumes", i + 1, n_pool + n_test)
         return vols[:n_pool], vols[n_pool:], ph.label_set
@@ -200,9 +196,7 @@ def load_volumes(
             ct, lab = (Path(config.base_dir) / entry[k] for k in ("ct", "labels"))
             hu, geometry = read_volume(ct)
             out.append(
-                _network_volume(
-                    ct.name, hu, geometry, read_label_onto(lab, geometry), None, net, matrix
-                )
+                _network_volume(ct.name, hu, geometry, read_label_onto(lab, geometry), net, matrix)
             )
         return out
 
@@ -247,11 +241,8 @@ def run_simulation(
     base = replace(base, net=replace(base.net, n_classes=label_set.n_classes))
     images = np.concatenate([v.images for v in pool_vols])
     truth = np.concatenate([v.labels for v in pool_vols])
-    body = (
-        None
-        if any(v.body is None for v in pool_vols)
-        else np.concatenate([v.body for v in pool_vols])
-    )
+    body = np.concatenate([v.body for v in pool_vols])
+    volumes = np.concatenate([np.full(v.images.shape[0], k) for k, v in enumerate(pool_vols)])
     starts = np.cumsum([0] + [v.images.shape[0] for v in pool_vols])[:-1]
     labelled0 = np.zeros(images.shape[0], bool)
     for s, v in zip(starts, pool_vols, strict=True):
@@ -278,7 +269,7 @@ def run_simulation(
         cfg = replace(base, strategy=name, tau=tau, target_mac=target_mac, n_select=n_select)
         rows.append(_row(spec, 0, ev0, label_set, idx0.size, [], wall0))
         psv_rows += _psv_rows(spec, 0, ev0, label_set)
-        runs.append(_Run(spec, cfg, model0, SlicePool(images, labelled0.copy(), body), start_set))
+        runs.append(_Run(spec, cfg, model0, SlicePool(images, labelled0.copy(), body, volumes), start_set))
     # Steps outside, strategies inside: a run stopped early still compares every
     # strategy at the same step.
     for step in range(1, config.steps + 1):

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from mltasks import query as mlquery
+from mltasks.active import ALConfig, TrainingSet, train_step
 from mltasks.calibration import PDCCalibration, fit_pdc, held_out_mae
 from mltasks.checkpoint import load_model as ml_load_model
 from mltasks.checkpoint import save_checkpoint
@@ -36,19 +36,30 @@ from mltasks.metrics import evaluate_volume
 from mltasks.nets import NetConfig, UNet
 from mltasks.nets import profile as net_profile
 from mltasks.postprocess import keep_largest_components
-from mltasks.preprocess import body_from_hu, normalise_hu
+from mltasks.preprocess import normalise_hu
 from mltasks.preprocess import to_original_grid as ml_to_original_grid
 from mltasks.progress import ProgressCallback, report
 from mltasks.report import structure_report
+from mltasks.resize import network_inputs, resize_float, resize_images, resize_labels
+from mltasks.step import (
+    ScoredSlices,
+    SliceRanking,
+    StepPlan,
+    choose_slices,
+    chosen_maps,
+    query_masks,
+    score_slices,
+    slice_chunks,
+)
 from mltasks.train import IGNORE, TrainConfig
-from mltasks.train import train as ml_train
 from mltasks.uncertainty import structure_wise_variance
 
 __all__ = [
     "IGNORE", "MyoLabelError", "SlicesResult", "calibration_fit", "calibration_held_out_mae", "evaluate", "label_set_of",
-    "load_model", "mac", "merge", "network_configs", "normalise", "predict_slices", "preview_tau",
-    "psv", "query_masks", "report_rows", "save_model", "segment_volume", "select_slices",
-    "slice_scores", "to_original_grid", "train_model", "predicted_dice",
+    "load_model", "merge", "network_configs", "normalise", "predict_slices", "preview_tau",
+    "psv", "query_masks", "report_rows", "save_model", "segment_volume", "SliceRanking", "choose_slices",
+    "chosen_maps", "score_hu_slices", "slice_chunks", "step_plan", "working_maps", "to_original_grid", "train_model",
+    "predicted_dice",
 ]
 
 # Keys of Project.network_config that configure training rather than the architecture.
@@ -90,29 +101,6 @@ def n_classes_of(django_label_set) -> int:
 def normalise(hu: np.ndarray) -> np.ndarray:
     """HU -> float32 [0, 1] network intensities (method.md §1 step 3)."""
     return normalise_hu(hu)
-
-
-def _resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return np.ascontiguousarray(images, dtype=np.float32)
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
-    mode = "area" if images.shape[-1] > size else "bilinear"
-    kwargs = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(x, size=(size, size), mode=mode, **kwargs)[:, 0].numpy()
-
-
-def _resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if tuple(labels.shape[-2:]) == tuple(shape):
-        return np.ascontiguousarray(labels, dtype=np.uint8)
-    x = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.uint8))[:, None]
-    return F.interpolate(x, size=tuple(shape), mode="nearest-exact")[:, 0].numpy()
-
-
-def _resize_float(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if tuple(values.shape[-2:]) == tuple(shape):
-        return np.ascontiguousarray(values, dtype=np.float32)
-    x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[:, None]
-    return F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
 # --- models ---------------------------------------------------------------------------
@@ -159,10 +147,10 @@ def predict_slices(
     """MC-dropout prediction of (N, H, W) HU slices of the working grid, returned on that grid."""
     _threads()
     shape = tuple(hu_slices.shape[-2:])
-    images = _resize_images(normalise(hu_slices), model.config.matrix)
+    images = resize_images(normalise(hu_slices), model.config.matrix)
     pred = mc_predict_slices(images, model, t_samples=t_samples, batch_size=batch_size, seed=seed,
                              on_progress=on_progress)
-    return SlicesResult(_resize_labels(pred.labels, shape), _resize_float(pred.pixel_uncertainty, shape),
+    return SlicesResult(resize_labels(pred.labels, shape), resize_float(pred.pixel_uncertainty, shape),
                         pred.descriptors)
 
 
@@ -184,12 +172,15 @@ def train_model(
     Returns (model with the best weights, summary dict).
     """
     _threads()
-    images = _resize_images(normalise(hu_slices), net_config.matrix)
-    targets = _resize_labels(labels, (net_config.matrix, net_config.matrix))
+    images = resize_images(normalise(hu_slices), net_config.matrix)
+    targets = resize_labels(labels, (net_config.matrix, net_config.matrix))
     path = Path(checkpoint_path)
     resume = path.is_file()
-    result = ml_train(images, targets, net_config, config=train_config, label_set=label_set,
-                      init_model=init_model, checkpoint_path=path, resume=resume, on_progress=on_progress)
+    # The simulation's training step: provenance is not used by training.
+    labelled = TrainingSet(images, targets, np.zeros(targets.shape, np.uint8))
+    result = train_step(init_model, labelled, ALConfig(net=net_config, train=train_config),
+                        warm_start=init_model is not None, label_set=label_set, checkpoint_path=path,
+                        on_progress=on_progress)
     summary = {
         "slices": int(images.shape[0]),
         "epochs": len(result.history) or None,
@@ -221,51 +212,23 @@ def segment_volume(
     return labels, res.uncertainty
 
 
-# --- selection and queries ------------------------------------------------------------
+# --- the active-learning step (mltasks.step, shared with the simulation) ---------------
 
-def slice_scores(uncertainty: np.ndarray, hu_slices: np.ndarray) -> np.ndarray:
-    """(N,) slice scores: mean pixel uncertainty inside the body (method.md §4).
-
-    Projects train no body network, so the body comes from the HU slices
-    (``mltasks.preprocess.body_from_hu``); averaged over whole slices instead, a slice
-    showing a thin part of the body would score low however unsure the model is there.
-    """
-    return mlquery.slice_scores(uncertainty, body=body_from_hu(hu_slices))
+def step_plan(step) -> StepPlan:
+    """The ``mltasks.step`` plan of an ``AcquisitionStep`` row."""
+    return StepPlan(step.strategy, step.tau, step.slices_per_step, step.k_uncertain)
 
 
-def select_slices(
-    scores: np.ndarray,
-    descriptors: np.ndarray,
-    *,
-    strategy: str,
-    k_uncertain: int,
-    n: int,
-    seed: int,
-) -> tuple[list[int], list[int]]:
-    """(D_c, D_r) as indices into the pool arrays. Random slices: D_c is empty."""
-    if strategy == "random_slices":
-        return [], [int(i) for i in mlquery.select_random(len(scores), n, rng=seed)]
-    candidates = mlquery.select_uncertain(scores, k_uncertain)
-    chosen = mlquery.select_representative(descriptors, candidates, min(n, len(candidates)))
-    return [int(i) for i in candidates], [int(i) for i in chosen]
+def score_hu_slices(hu_slices: np.ndarray, model: UNet, *, t_samples: int, seed: int) -> ScoredSlices:
+    """Score (n, H, W) working-grid HU slices of one scan; the outputs are on the network grid."""
+    _threads()
+    images, body = network_inputs(hu_slices, model.config.matrix)
+    return score_slices(images, model, body=body, t_samples=t_samples, seed=seed)
 
 
-def query_masks(uncertainty: np.ndarray, *, strategy: str, tau: float, seed: int) -> np.ndarray:
-    """(N, H, W) bool queried pixels of the selected slices for a project strategy.
-
-    tau: Eq. 7; manual and random_slices: whole slices; random_pixels: as many
-    random pixels as tau would query (the paper's baseline).
-    """
-    if strategy == "tau":
-        return mlquery.pixel_query_mask(uncertainty, tau)
-    if strategy == "random_pixels":
-        count = mlquery.query_count(uncertainty, tau)
-        return mlquery.random_pixel_mask(uncertainty.shape, count, rng=seed)
-    return mlquery.full_slice_mask(uncertainty.shape)
-
-
-def mac(masks: list[np.ndarray]) -> float:
-    return mlquery.manual_annotation_cost(masks)
+def working_maps(labels: np.ndarray, uncertainty: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Network-grid (n, h, w) labels and uncertainty brought to the working grid's (H, W)."""
+    return resize_labels(labels, shape), resize_float(uncertainty, shape)
 
 
 def merge(predicted: np.ndarray, mask: np.ndarray, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -321,8 +284,6 @@ def predicted_dice(calibration: dict | None, psv_values: np.ndarray) -> np.ndarr
 
 
 def report_rows(labels, hu, uncertainty, geometry: dict, label_set: MlLabelSet, calibration: dict | None) -> list[dict]:
-    from mltasks.geometry import Geometry
-
     cal = PDCCalibration.from_dict(calibration) if calibration else None
     return structure_report(labels, hu, uncertainty, Geometry.from_dict(geometry), label_set, calibration=cal)
 
@@ -347,7 +308,6 @@ def reference_labels(reference) -> np.ndarray:
 
 def write_nifti(array: np.ndarray, geometry: dict, path: str | Path) -> Path:
     """Write a (z, y, x) array on a scan's working grid as NIfTI (.nii.gz) with its geometry."""
-    from mltasks.geometry import Geometry
     from mltasks.io.files import write_volume
 
     return write_volume(array, Geometry.from_dict(geometry), path)
@@ -355,7 +315,6 @@ def write_nifti(array: np.ndarray, geometry: dict, path: str | Path) -> Path:
 
 def write_dicom_ct(hu: np.ndarray, geometry: dict, out_dir: str | Path, **identifiers) -> list[Path]:
     """Write a working-grid CT as a DICOM series (the source images a DICOM-SEG refers to)."""
-    from mltasks.geometry import Geometry
     from mltasks.io.dicom_write import write_dicom_series
 
     return write_dicom_series(hu, Geometry.from_dict(geometry), out_dir, **identifiers)
