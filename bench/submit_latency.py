@@ -142,24 +142,16 @@ def main() -> None:
                         help="seconds each annotator spends on a query before submitting (0: none)")
     parser.add_argument("--read", action="store_true",
                         help="also GET every query after claiming it (the annotator page does not)")
-    parser.add_argument("--compare", action="store_true",
-                        help="run twice: with the annotator fast path (query_fastpath.py), then through the DRF views")
     parser.add_argument("--conn-max-age", default="0",
                         help="DATABASE_CONN_MAX_AGE of the server; the default 60 keeps one PostgreSQL connection "
                              "per daphne worker thread and ran out of connections (100) in this benchmark")
     args = parser.parse_args()
-    results = {label: run(args, fast) for label, fast in ((("fast path", True), ("DRF views", False))
-                                                           if args.compare else (("", True),))}
-    if args.compare:
-        fast, drf = results["fast path"], results["DRF views"]
-        print(f"DRF views / fast path, same run: submit p95 {p95(drf['submit']) / p95(fast['submit']):.2f}x, "
-              f"claim p95 {p95(drf['claim']) / p95(fast['claim']):.2f}x, "
-              f"throughput {fast['throughput'] / drf['throughput']:.2f}x")
+    run(args)
 
 
-def run(args, fast: bool) -> dict:
+def run(args) -> dict:
     """One benchmark on a fresh server and database; prints and returns the measurements."""
-    env: dict[str, str] = {"MYOLABEL_FAST_QUERIES": "true" if fast else "false"}
+    env: dict[str, str] = {}
     mode = "embedded (SQLite)"
     if not args.embedded and services_reachable():
         import psycopg
@@ -199,7 +191,7 @@ def run(args, fast: bool) -> dict:
                     conn.execute(f'DROP DATABASE IF EXISTS "{env["DATABASE_URL"].rsplit("/", 1)[1]}" WITH (FORCE)')
     answered = [q for q in stored if q["status"] == "answered"]
     duplicates = len(out["created"]) - len(set(out["created"]))
-    print(f"{'fast path' if fast else 'DRF views'}, mode: {mode}; {args.annotators} annotators, {args.queries} "
+    print(f"mode: {mode}; {args.annotators} annotators, {args.queries} "
           f"queries, think {args.think:g} s{' (lockstep)' if args.lockstep else ''}"
           f"{', a GET of each query' if args.read else ''}, {processes} web process(es), cpu count {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")

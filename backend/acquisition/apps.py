@@ -7,7 +7,7 @@ class AcquisitionConfig(AppConfig):
     verbose_name = "Active-learning acquisition"
 
     def ready(self) -> None:
-        from backend.acquisition.health import phases_check
+        from backend.acquisition.steps.health import phases_check
         from backend.core.health import register_check
 
         register_check("phases", phases_check)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db.models import Count, F, Q, QuerySet, Sum
-from django.utils import timezone
 
-from backend.acquisition.leases import lease_gone
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query
-from backend.acquisition.states import WORKER_PHASES
+
+if TYPE_CHECKING:  # annotations only
+    from backend.projects.models import Project
 
 
-def pool_scans(project) -> QuerySet:
+def pool_scans(project: Project) -> QuerySet:
     """Ready scans of the project's pools, test scans excluded, in id order."""
     from backend.imaging.models import Scan
 
@@ -18,12 +20,12 @@ def pool_scans(project) -> QuerySet:
             .exclude(id__in=project.test_scans.values("id")).distinct().order_by("id"))
 
 
-def current_model(project) -> ModelVersion | None:
+def current_model(project: Project) -> ModelVersion | None:
     """The newest model version of the project (the one that segments on demand)."""
     return ModelVersion.objects.filter(project=project).order_by("-number").first()
 
 
-def steps_of(project) -> QuerySet:
+def steps_of(project: Project) -> QuerySet:
     return AcquisitionStep.objects.filter(project=project).select_related("model_version").order_by("number")
 
 
@@ -49,7 +51,7 @@ _AGG = {
 }
 
 
-def mac_summary(project) -> dict:
+def mac_summary(project: Project) -> dict:
     """MAC (Eq. 8: queried / all pixels of the added slices) and time, per step, annotator and project.
 
     Withdrawn queries (cancelled steps) are left out: their slices were never added.
@@ -70,11 +72,3 @@ def mac_summary(project) -> dict:
 
 def step_mac(step) -> dict:
     return _mac_row(Query.objects.filter(step=step).exclude(status=Query.Status.WITHDRAWN).aggregate(**_AGG))
-
-
-def orphaned_phases(now=None) -> list[tuple[AcquisitionStep, str]]:
-    """Steps whose worker phase is held by a runner that is gone, each with why (leases.lease_gone)."""
-    now = now or timezone.now()
-    held = AcquisitionStep.objects.filter(state__in=WORKER_PHASES).exclude(runner="").order_by("id")
-    found = ((step, lease_gone(step.runner, step.heartbeat, now)) for step in held)
-    return [(step, why) for step, why in found if why]

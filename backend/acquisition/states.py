@@ -32,6 +32,14 @@ ORDER: tuple[str, ...] = (
 FINAL = frozenset({State.DONE, State.FAILED, State.CANCELLED})
 # Phases a worker runs; the others wait for a person (annotating) or are final.
 WORKER_PHASES = frozenset({State.INFERRING, State.SELECTING, State.TRAINING, State.EVALUATING})
+# The Celery task (by name: ``backend.core.jobs``) that runs each worker phase, on the gpu queue.
+PHASE_TASKS = {
+    State.INFERRING: "acquisition.step_infer",
+    State.SELECTING: "acquisition.step_select",
+    State.TRAINING: "acquisition.step_train",
+    State.EVALUATING: "acquisition.step_evaluate",
+}
+GPU_QUEUE = "gpu"
 
 
 class IllegalTransition(Exception):  # noqa: N818 - reads as the event it reports
@@ -53,7 +61,3 @@ def check_transition(current: str, target: str) -> None:
         else:
             msg = f"a step in state {current} cannot move to {target}; next is {ORDER[ORDER.index(current) + 1]}"
         raise IllegalTransition(msg)
-
-
-def next_state(current: str) -> str:
-    return ORDER[ORDER.index(current) + 1]

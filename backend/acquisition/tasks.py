@@ -17,8 +17,8 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from backend.acquisition.leases import SWEEP_EVERY, this_process
 from backend.acquisition.states import State
+from backend.acquisition.steps.leases import SWEEP_EVERY, this_process
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def _runner(task) -> str:
 
 
 def _phase(task, step_id: int, phase: str) -> str:
-    from backend.acquisition.services_phases import phase_execute
+    from backend.acquisition.steps.phases import phase_execute
 
     return phase_execute(step_id=step_id, phase=phase, runner=_runner(task))
 
@@ -55,30 +55,15 @@ def step_evaluate_task(self, step_id: int) -> str:
 
 @shared_task(name="acquisition.segment", acks_late=True)
 def segmentation_task(segmentation_id: int) -> str:
-    from backend.acquisition.services_segmentation import segmentation_run
+    from backend.acquisition.outputs.segmentation import segmentation_run
 
     return segmentation_run(segmentation_id=segmentation_id)
-
-
-GPU_QUEUE = "gpu"  # every task here is sent with queue=GPU_QUEUE (see ``send``)
-
-
-def send(task, *args) -> None:
-    task.apply_async(args, queue=GPU_QUEUE)
-
-
-PHASE_TASKS = {
-    State.INFERRING: step_infer_task,
-    State.SELECTING: step_select_task,
-    State.TRAINING: step_train_task,
-    State.EVALUATING: step_evaluate_task,
-}
 
 
 @worker_ready.connect
 def resume_orphaned_phases(sender=None, **kwargs) -> None:
     """A starting worker re-schedules the phases of steps whose worker died, then keeps watching."""
-    from backend.acquisition.services_steps import steps_resume_stalled
+    from backend.acquisition.steps.services import steps_resume_stalled
 
     me = getattr(sender, "hostname", "") or ""
     try:
@@ -97,7 +82,7 @@ def resume_orphaned_phases(sender=None, **kwargs) -> None:
 def take_over_orphans(me: str) -> None:
     from django.db import connections
 
-    from backend.acquisition.services_steps import steps_take_over_orphans
+    from backend.acquisition.steps.services import steps_take_over_orphans
 
     try:
         resumed = steps_take_over_orphans(me=me)

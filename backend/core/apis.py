@@ -9,9 +9,9 @@ from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from backend.core import jobs
 from backend.core.health import health_report
 from backend.core.realtime import user_group
-from backend.core.tasks import diagnostics_ping
 
 _CheckSerializer = inline_serializer(
     "HealthCheck",
@@ -61,6 +61,6 @@ class DiagnosticsPingApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         args = (request.user.id, data.validated_data["steps"], data.validated_data["delay_seconds"])
-        transaction.on_commit(lambda: diagnostics_ping.delay(*args))
+        transaction.on_commit(lambda: jobs.send("core.diagnostics_ping", *args))
         out = {"group": user_group(request.user.id), "steps": data.validated_data["steps"]}
         return Response(self.OutputSerializer(out).data, status=status.HTTP_202_ACCEPTED)

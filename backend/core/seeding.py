@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.module_loading import import_string
 
-SEEDERS: list[str] = ["backend.acquisition.seed.seed_demo_project"]
+SEEDERS: list[str] = ["backend.acquisition.demo.seed_demo_project"]
 
 DEMO_USERNAME = "admin"
 

@@ -22,8 +22,7 @@ from rest_framework.views import APIView
 from backend.core.errors import ERRORS, READ_ERRORS, ErrorOutput
 from backend.core.fields import FiniteFloatField
 from backend.core.ids import IdField
-from backend.imaging import selectors, slices
-from backend.projects import services
+from backend.imaging import selectors, services_pools, slices
 from backend.projects.access import Role, pool_for, pools_visible_to, project_for, scan_for
 
 # --- Pools and scans -----------------------------------------------------------------------
@@ -62,7 +61,7 @@ class PoolListApi(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         project = project_for(request.user, fields.pop("project"), min_role=Role.ADMIN)
-        pool = services.pool_create(project=project, user=request.user, **fields)
+        pool = services_pools.pool_create(project=project, user=request.user, **fields)
         return Response(_pool_output(pool), status=status.HTTP_201_CREATED)
 
 
@@ -84,12 +83,12 @@ class PoolDetailApi(APIView):
         pool = pool_for(request.user, pool_id, min_role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return Response(_pool_output(services.pool_update(pool=pool, **data.validated_data)))
+        return Response(_pool_output(services_pools.pool_update(pool=pool, **data.validated_data)))
 
     @extend_schema(responses={204: None, **ERRORS})
     def delete(self, request, pool_id: int):
         """Delete the pool and its scans (admin of every project using it, or superuser)."""
-        services.pool_delete(pool=pool_for(request.user, pool_id, min_role=Role.ADMIN), user=request.user)
+        services_pools.pool_delete(pool=pool_for(request.user, pool_id, min_role=Role.ADMIN), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

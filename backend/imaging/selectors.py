@@ -6,6 +6,8 @@ assume the user may see the scan they are given.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from django.apps import apps
 from django.db.models import Count, QuerySet
@@ -16,6 +18,9 @@ from backend.imaging.models import Pool, ReferenceLabelMap, Scan
 from backend.imaging.volumes import reference_labels, scan_volume, stored_array
 from backend.projects.access import projects_visible_to
 from backend.projects.models import LabelSet
+
+if TYPE_CHECKING:  # annotations only
+    from django.contrib.auth.models import User
 
 
 def pools_with_counts(pools: QuerySet[Pool]) -> QuerySet[Pool]:
@@ -63,7 +68,7 @@ def label_colours(label_set: LabelSet) -> dict[int, str]:
     return dict(label_set.labels.values_list("value", "colour"))
 
 
-def scan_uncertainty_file(scan: Scan, *, user, project_id: int | None = None) -> FieldFile | None:
+def scan_uncertainty_file(scan: Scan, *, user: User, project_id: int | None = None) -> FieldFile | None:
     """The newest stored pixel-uncertainty volume of ``scan`` that ``user`` may see, or None.
 
     Today the only source is a finished on-demand segmentation (``acquisition.Segmentation``)
@@ -82,7 +87,7 @@ def scan_uncertainty_file(scan: Scan, *, user, project_id: int | None = None) ->
     return found.uncertainty if found else None
 
 
-def uncertainty_slice(scan: Scan, z: int, *, user, project_id: int | None = None) -> np.ndarray:
+def uncertainty_slice(scan: Scan, z: int, *, user: User, project_id: int | None = None) -> np.ndarray:
     """Axial slice ``z`` of the scan's pixel uncertainty: (Y, X) float32; 404 if none exists yet."""
     source = scan_uncertainty_file(scan, user=user, project_id=project_id)
     if source is None:

@@ -16,6 +16,7 @@ import logging
 import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -23,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from backend.core import jobs
 from backend.core.realtime import project_group, publish, user_group
 from backend.imaging import importing
 from backend.imaging.importing import ImportInput, Source
@@ -30,6 +32,9 @@ from backend.imaging.models import ImportJob, Pool
 from backend.imaging.services_scans import check_not_duplicate, label_set_for_pool, scan_create
 from backend.projects.models import DEFAULT_LABEL_SET_NAME, LabelSet, Project
 from mltasks.errors import MyoLabelError
+
+if TYPE_CHECKING:  # annotations only
+    from django.contrib.auth.models import User
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +130,8 @@ def import_job_enqueue(job: ImportJob) -> None:
     When the broker cannot take it, the job is failed with the reason and its staged
     files stay for ``import_job_retry``; raises QueueUnavailable with that reason.
     """
-    from backend.imaging.tasks import import_job_run_task
-
     try:
-        import_job_run_task.apply_async((job.pk,), retry_policy=_PUBLISH_RETRY)
+        jobs.send("imaging.import_job_run", job.pk, retry_policy=_PUBLISH_RETRY)
     except (OperationalError, OSError) as exc:  # kombu wraps network errors; the filesystem broker does not
         hours = settings.MYOLABEL_UPLOAD_IDLE_HOURS
         reason = ("the import could not be queued because the task queue did not answer. "
@@ -277,7 +280,7 @@ def scan_import_file(
     return results
 
 
-def _import_source(pool, source: Source, user, label_set, labels, labelled_slices, renames, fraction) -> dict:
+def _import_source(pool, source: Source, user: User, label_set, labels, labelled_slices, renames, fraction) -> dict:
     try:
         fraction(0.0)
         read = importing.read_source(source)

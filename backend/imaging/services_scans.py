@@ -12,6 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.core.files import File
@@ -31,6 +32,9 @@ from backend.imaging.volumes import save_array
 from backend.projects.models import DEFAULT_LABEL_SET_NAME, LabelSet, Project
 from mltasks.errors import MyoLabelError
 from mltasks.io.files import suffix_of
+
+if TYPE_CHECKING:  # annotations only
+    from django.contrib.auth.models import User
 
 # Suffixes kept on stored originals (".dcm", ".nii.gz"): the rest of a client's name is data only.
 _KEPT_SUFFIX = re.compile(r"\.[a-z][a-z0-9]{0,7}(\.gz)?")
@@ -56,7 +60,7 @@ def label_set_for_pool(pool: Pool) -> LabelSet:
     return found
 
 
-def duplicate_of(read: ReadSource, user) -> DuplicateScan | None:
+def duplicate_of(read: ReadSource, user: User) -> DuplicateScan | None:
     """The error naming the scan that already holds this series or pixel data (None if none does)."""
     uid = read.source.series_uid[:64]
     existing = Scan.objects.filter(series_uid=uid).order_by("pk").first() if uid else None
@@ -74,7 +78,7 @@ def duplicate_of(read: ReadSource, user) -> DuplicateScan | None:
     return DuplicateScan(f"{read.source.name}: {why} is already imported {where}; it was not imported again")
 
 
-def check_not_duplicate(read: ReadSource, user) -> None:
+def check_not_duplicate(read: ReadSource, user: User) -> None:
     error = duplicate_of(read, user)
     if error is not None:
         raise error
@@ -133,7 +137,7 @@ def _outside_warning(labels: ImportInput | None, reference: ReferenceLabels | No
     return importing.labels_outside_text(labels.name, reference.outside, names)
 
 
-def _save_rows(read, user, scan, files, reference, label_set, label_name, labels) -> None:
+def _save_rows(read, user: User, scan, files, reference, label_set, label_name, labels) -> None:
     try:
         with transaction.atomic():
             check_not_duplicate(read, user)
@@ -150,7 +154,7 @@ def _save_rows(read, user, scan, files, reference, label_set, label_name, labels
         raise error from None
 
 
-def _scan_row(pool: Pool, read: ReadSource, user, target, warning: str) -> Scan:
+def _scan_row(pool: Pool, read: ReadSource, user: User, target, warning: str) -> Scan:
     ids = read.source.identifiers
     log = (f"imported from {read.source.name}; original grid {read.geometry.shape} (z, y, x) "
            f"at {tuple(round(s, 4) for s in read.geometry.spacing)} mm; dtype {read.hu.dtype}")

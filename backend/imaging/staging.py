@@ -9,9 +9,15 @@ manifest ``import.json``. Loose DICOM files move to ``loose/`` when the job is m
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
 from rest_framework import serializers
 
 from backend.imaging.importing import ImportInput, is_companion
@@ -100,3 +106,31 @@ def _loose_input(folder: Path, loose: list[Path]) -> ImportInput:
     single_top = len(tops) == 1 and all(len(p.relative_to(folder).parts) > 1 for p in loose)
     name = tops.pop() if single_top else f"{len(loose)} files"
     return ImportInput(target_root / name if single_top else target_root, name)
+
+
+# --- removal ---------------------------------------------------------------------------------
+
+
+def remove_staging_after_commit(folders: Iterable[str]) -> None:
+    """Remove import staging folders (uploaded files) once the transaction commits."""
+    root = Path(settings.MYOLABEL_STAGING_DIR).resolve()
+    # Only folders under the staging root: a job row must never make us remove anything else.
+    inside = [Path(f) for f in folders if f and Path(f).resolve().is_relative_to(root) and Path(f).resolve() != root]
+    if inside:
+        transaction.on_commit(lambda: _remove_folders(inside), robust=True)
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def orphan_staging_folders(*, min_age: timedelta) -> list[Path]:
+    """Staging folders (uploads) of no import job and older than ``min_age``."""
+    root = Path(settings.MYOLABEL_STAGING_DIR)
+    if not root.is_dir():
+        return []
+    known = {Path(p).resolve() for p in ImportJob.objects.values_list("staging_dir", flat=True)}
+    cutoff = (timezone.now() - min_age).timestamp()
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and p.resolve() not in known and (min_age <= timedelta(0) or p.stat().st_mtime <= cutoff))

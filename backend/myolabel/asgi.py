@@ -12,14 +12,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from backend.acquisition.query_fastpath import QueryFastPath  # noqa: E402
 from backend.core.wsauth import TokenOrSessionAuthMiddleware  # noqa: E402
 from backend.imaging.slice_fastpath import SliceFastPath  # noqa: E402
 from backend.myolabel.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": SliceFastPath(QueryFastPath(django_asgi_app)),
+        "http": SliceFastPath(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),

@@ -287,9 +287,6 @@ MYOLABEL_TORCH_THREADS = env.int("MYOLABEL_TORCH_THREADS", default=1)
 MYOLABEL_PNG_LEVEL = env.int("MYOLABEL_PNG_LEVEL", default=1)
 # CT slice requests served beside Django (backend/imaging/slice_fastpath.py); false: through the DRF views.
 MYOLABEL_FAST_SLICES = env.bool("MYOLABEL_FAST_SLICES", default=True)
-# Token clients' "next query" and "submit" calls served beside Django
-# (backend/acquisition/query_fastpath.py); false: through the DRF views.
-MYOLABEL_FAST_QUERIES = env.bool("MYOLABEL_FAST_QUERIES", default=True)
 MYOLABEL_CACHE_DIR = Path(env.str("MYOLABEL_CACHE_DIR", default=str(DATA_DIR / "cache")))
 
 # --- Security -----------------------------------------------------------------------
@@ -370,7 +367,7 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-# --- Import limits (backend.imaging.importing, backend.imaging.uploads) ------------------
+# --- Import limits (backend.imaging.importing, backend.imaging.apis_imports) ------------------
 # Bytes one upload job may receive, all its files together (chunked or multipart).
 MYOLABEL_MAX_UPLOAD_BYTES = env.int("MYOLABEL_MAX_UPLOAD_BYTES", default=4 * 2**30)
 # Largest single chunk of the chunked-upload API; the browser sends 8 MiB.

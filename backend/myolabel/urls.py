@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from backend.core.auth_apis import TokenObtainApi
+from backend.core.apis_auth import TokenObtainApi
 from backend.core.errors import api_bad_request, api_not_found, api_server_error
 from backend.core.views import HomeView
 
@@ -25,7 +25,7 @@ urlpatterns = [
     path("api/", include("backend.projects.urls")),
     path("api/", include("backend.imaging.urls")),
     path("api/", include("backend.acquisition.urls")),
-    path("api/", include("backend.imaging.upload_urls")),
+    path("api/", include("backend.imaging.urls_imports")),
 ]
 
 # Under /api/ Django's own errors use the API's error shape too (JSON, never an HTML page).

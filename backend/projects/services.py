@@ -1,4 +1,4 @@
-"""Writes of projects, memberships, pools and label sets.
+"""Writes of projects, memberships and label sets (pools: ``backend.imaging.services_pools``).
 
 Callers have checked access already (``backend.projects.access``); the rules about a
 pool as a whole (attaching, deleting) are checked here, since they concern other
@@ -10,16 +10,21 @@ can act on and that name nothing the caller cannot see; the API turns them into 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from backend.imaging.file_cleanup import delete_with_files, remove_staging_after_commit
+from backend.core.file_cleanup import delete_with_files
+from backend.core.names import check_unique_name
 from backend.imaging.models import Pool, Scan
 from backend.projects import access
 from backend.projects.models import Label, LabelSet, Membership, Project
+
+if TYPE_CHECKING:  # annotations only
+    from django.contrib.auth.models import User
 
 Role = Membership.Role
 
@@ -73,13 +78,7 @@ def _network_errors(profile_name: str, overrides: dict, *, n_classes: int) -> li
     return []
 
 
-def _check_unique_name(model, name: str, *, exclude_pk: int | None) -> None:
-    # Names are unique site-wide; the holder may be invisible to the caller, so say nothing about it.
-    if model.objects.filter(name=name).exclude(pk=exclude_pk).exists():
-        raise ValidationError({"name": [f"The name {name!r} is taken; choose another."]})
-
-
-def _check_attachable(user, pools: Iterable[Pool], *, already: set[int]) -> None:
+def _check_attachable(user: User, pools: Iterable[Pool], *, already: set[int]) -> None:
     """Refuse attaching a pool unless ``user`` administers every project using it.
 
     Pools the user cannot see never get here (the API resolves ids among visible pools,
@@ -112,12 +111,12 @@ def _apply_config(project: Project, fields: dict) -> None:
                              n_classes=project.label_set.labels.count() + 1)
     if errors:
         raise ValidationError({"network_config" if "network_config" in fields else "network_profile": errors})
-    _check_unique_name(Project, project.name, exclude_pk=project.pk)
+    check_unique_name(Project, project.name, exclude_pk=project.pk)
     project.full_clean(exclude=["pools", "test_scans", "created_by"])
 
 
 @transaction.atomic
-def project_create(*, user, name: str, label_set: LabelSet, pools: list[Pool] | None = None,
+def project_create(*, user: User, name: str, label_set: LabelSet, pools: list[Pool] | None = None,
                    test_scans: list[Scan] | None = None, **config) -> Project:
     """Create a project; its creator becomes its admin."""
     project = Project(label_set=label_set, created_by=user)
@@ -132,7 +131,7 @@ def project_create(*, user, name: str, label_set: LabelSet, pools: list[Pool] | 
 
 
 @transaction.atomic
-def project_update(*, project: Project, user, pools: list[Pool] | None = None,
+def project_update(*, project: Project, user: User, pools: list[Pool] | None = None,
                    test_scans: list[Scan] | None = None, **config) -> Project:
     """Change a project's configuration; ``None`` leaves pools or test scans as they are."""
     if pools is not None:
@@ -199,43 +198,9 @@ def membership_remove(*, membership: Membership) -> None:
 
 
 @transaction.atomic
-def pool_create(*, project: Project, user, name: str, description: str = "") -> Pool:
-    """Create an empty pool and add it to ``project``."""
-    _check_unique_name(Pool, name, exclude_pk=None)
-    pool = Pool.objects.create(name=name, description=description, created_by=user)
-    project.pools.add(pool)
-    return pool
-
-
-@transaction.atomic
-def pool_update(*, pool: Pool, **fields) -> Pool:
-    if "name" in fields:
-        _check_unique_name(Pool, fields["name"], exclude_pk=pool.pk)
-    for name, value in fields.items():
-        setattr(pool, name, value)
-    pool.save()
-    return pool
-
-
-@transaction.atomic
-def pool_delete(*, pool: Pool, user) -> None:
-    """Delete a pool with its scans and everything made from them, files included (after commit).
-
-    Only a superuser, or an admin of every project using the pool, may.
-    """
-    if not access.administers_pool(user, pool):
-        msg = ("This pool is also used by projects in which you are not an admin; ask their admins to remove "
-               "it from those projects, or a site administrator to delete it.")
-        raise ValidationError({"pool": [msg]})
-    staging = list(pool.import_jobs.values_list("staging_dir", flat=True))
-    delete_with_files(pool)
-    remove_staging_after_commit(staging)
-
-
-@transaction.atomic
 def label_set_create(*, name: str, description: str = "", labels: list[dict]) -> LabelSet:
     """Create a label set; each label is {value, name, kind, colour, side, pair (value of its twin)}."""
-    _check_unique_name(LabelSet, name, exclude_pk=None)
+    check_unique_name(LabelSet, name, exclude_pk=None)
     values = [item["value"] for item in labels]
     names = [item["name"] for item in labels]
     for what, seen in (("value", values), ("name", names)):

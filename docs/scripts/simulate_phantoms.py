@@ -26,7 +26,7 @@ from tests.integration.stack import REPO, Stack  # noqa: E402
 SETUP = """
 import json
 from django.contrib.auth.models import User
-from backend.acquisition.seed import phantom_project
+from backend.acquisition.demo import phantom_project
 admin = User.objects.get(username="it-admin")
 p = phantom_project(name="simulation", admin=admin, n_pool={n_pool}, n_test={n_test}, shape={shape},
                     seed_fraction={fraction}, network_profile="{profile}", network_config={network},

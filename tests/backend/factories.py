@@ -144,7 +144,7 @@ def acquisition_project(*, n_pool: int = 2, n_test: int = 1, shape=(12, 64, 64),
     lead = MembershipFactory(project=project, role=Membership.Role.LEAD).user
     annotators = [MembershipFactory(project=project, role=Membership.Role.ANNOTATOR).user for _ in range(2)]
     if seed_fraction is not None:
-        from backend.acquisition.services import training_set_seed
+        from backend.acquisition.steps.training_set import training_set_seed
 
         training_set_seed(project=project, fraction=seed_fraction)
     return project, lead, annotators

@@ -11,11 +11,12 @@ import pytest
 import torch
 from rest_framework.test import APIClient
 
-from backend.acquisition import codec, export
+from backend.acquisition import codec
 from backend.acquisition.models import Query, Segmentation
-from backend.acquisition.services_phases import phase_execute
-from backend.acquisition.services_segmentation import segmentation_run
+from backend.acquisition.outputs import export
+from backend.acquisition.outputs.segmentation import segmentation_run
 from backend.acquisition.states import State
+from backend.acquisition.steps.phases import phase_execute
 from backend.imaging.volumes import reference_labels
 from tests.backend.factories import UserFactory, acquisition_project, use_tmp_storage
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path, monkeypatch):
     use_tmp_storage(settings, tmp_path)
-    monkeypatch.setattr("backend.acquisition.tasks.send", lambda *a: None)  # phases are run by hand here
+    monkeypatch.setattr("backend.core.jobs.send", lambda *a, **k: None)  # phases are run by hand here
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

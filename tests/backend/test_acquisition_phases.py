@@ -13,14 +13,14 @@ from django.test import TestCase
 from django.utils import timezone
 
 from backend.acquisition import codec
-from backend.acquisition.export import training_set_zip
+from backend.acquisition.annotation.services import query_claim_next, query_submit
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
-from backend.acquisition.progress import PhaseReporter
+from backend.acquisition.outputs.export import training_set_zip
 from backend.acquisition.selectors import mac_summary
-from backend.acquisition.services import query_claim_next, query_submit, step_cancel, step_start
-from backend.acquisition.services_phases import phase_execute
-from backend.acquisition.services_steps import steps_resume_stalled
 from backend.acquisition.states import State
+from backend.acquisition.steps.phases import phase_execute
+from backend.acquisition.steps.progress import PhaseReporter
+from backend.acquisition.steps.services import step_cancel, step_start, steps_resume_stalled
 from backend.imaging.volumes import reference_labels
 from tests.backend.factories import acquisition_project, use_tmp_storage
 
@@ -50,7 +50,7 @@ def answer_all(step: AcquisitionStep, user) -> int:
         shape = (query.height, query.width)
         mask = codec.unpack_mask(query.mask, shape)
         ref = np.asarray(reference_labels(query.scan.reference_labels.get())[query.z])
-        with mock.patch("backend.acquisition.tasks.send"), TestCase.captureOnCommitCallbacks(execute=True):
+        with mock.patch("backend.core.jobs.send"), TestCase.captureOnCommitCallbacks(execute=True):
             query_submit(query=query, user=user, labels=np.where(mask, ref, 255).astype(np.uint8).ravel(),
                          seconds_spent=3.0)
         n += 1
@@ -118,7 +118,7 @@ def test_a_redelivered_phase_task_does_nothing_and_progress_reaches_the_project_
     step = step_start(project=project, user=lead)
     events = []
     monkeypatch.setattr("backend.acquisition.events.publish", lambda group, payload: events.append((group, payload)))
-    monkeypatch.setattr("backend.acquisition.tasks.send", lambda *a: None)  # do not run the next phase here
+    monkeypatch.setattr("backend.core.jobs.send", lambda *a, **k: None)  # do not run the next phase here
     with django_capture_on_commit_callbacks(execute=True):
         assert run_phase(step, State.INFERRING) == "done"
     assert {group for group, _ in events} == {f"project-{project.id}"}
@@ -162,7 +162,7 @@ def test_a_phase_orphaned_by_a_killed_worker_is_rescheduled(django_capture_on_co
     step = step_start(project=project, user=lead)
     AcquisitionStep.objects.filter(pk=step.pk).update(runner="dead@host|123")
     sent = []
-    monkeypatch.setattr("backend.acquisition.tasks.send", lambda task, step_id: sent.append((task.name, step_id)))
+    monkeypatch.setattr("backend.core.jobs.send", lambda name, step_id, **k: sent.append((name, step_id)))
     with django_capture_on_commit_callbacks(execute=True):
         resumed = steps_resume_stalled(live_workers={"alive@host"}, me="new@host")
     assert resumed == [step.id]
@@ -197,7 +197,7 @@ def test_training_set_export_keeps_every_pixels_provenance(tmp_path):
 
 @pytest.mark.parametrize(("config", "warm"), [({}, True), ({"warm_start": False}, False), ({"width": 6}, False)])
 def test_training_starts_from_the_current_model_unless_told_not_to_or_the_net_changed(monkeypatch, config, warm):
-    from backend.acquisition import engine
+    from backend.acquisition import ml_adapter
 
     project, lead, (annotator, _) = acquisition_project()
     step = step_start(project=project, user=lead)
@@ -207,12 +207,12 @@ def test_training_starts_from_the_current_model_unless_told_not_to_or_the_net_ch
     project.network_config = {**project.network_config, **config}
     project.save(update_fields=["network_config"])
     seen = {}
-    train_model = engine.train_model
+    train_model = ml_adapter.train_model
 
     def spy(*args, init_model=None, **kwargs):
         seen["init"] = init_model
         return train_model(*args, init_model=init_model, **kwargs)
 
-    monkeypatch.setattr(engine, "train_model", spy)
+    monkeypatch.setattr(ml_adapter, "train_model", spy)
     assert run_phase(step, State.TRAINING) == "done"
     assert (seen["init"] is not None) == warm

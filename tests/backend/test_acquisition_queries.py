@@ -9,19 +9,19 @@ import pytest
 from django.db import DatabaseError
 from django.utils import timezone
 
-from backend.acquisition import codec, queries_sql
-from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
-from backend.acquisition.selectors import mac_summary
-from backend.acquisition.services import (
+from backend.acquisition import codec
+from backend.acquisition.annotation.services import (
     QueryLocked,
     SubmissionRejected,
     query_claim,
     query_claim_next,
     query_release,
     query_submit,
-    step_cancel,
 )
+from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
+from backend.acquisition.selectors import mac_summary
 from backend.acquisition.states import State
+from backend.acquisition.steps.services import step_cancel
 from backend.projects.models import Membership
 from tests.backend.factories import (
     LabelSetFactory,
@@ -44,17 +44,6 @@ PREDICTED = np.full((4, 4), 2, np.uint8)
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
     use_tmp_storage(settings, tmp_path)
-
-
-@pytest.fixture(autouse=True, params=["sql", "orm"])
-def write_path(request, monkeypatch):
-    """On PostgreSQL every test runs twice: with the single statements of queries_sql, then with the
-    ORM code that SQLite uses."""
-    if request.param == "orm":
-        if not queries_sql.available():
-            pytest.skip("SQLite has the ORM path only, and the 'sql' variant of this test ran it")
-        monkeypatch.setattr(queries_sql, "available", lambda: False)
-    return request.param
 
 
 @pytest.fixture
@@ -154,7 +143,7 @@ def test_an_answer_joins_the_training_set_with_its_provenance(annotating):
 def test_the_last_answer_moves_the_step_to_training(annotating, django_capture_on_commit_callbacks, monkeypatch):
     step, (alice, bob), _ = annotating
     sent = []
-    monkeypatch.setattr("backend.acquisition.tasks.send", lambda task, step_id: sent.append(task.name))
+    monkeypatch.setattr("backend.core.jobs.send", lambda name, step_id, **k: sent.append(name))
     with django_capture_on_commit_callbacks(execute=True):
         for user in (alice, bob):
             q = query_claim_next(project=step.project, user=user)
@@ -170,7 +159,7 @@ def test_a_step_left_annotating_after_its_last_answer_moves_on_at_the_next_claim
     # The after-commit check of the last answer did not run (its process stopped):
     # the next annotator asking for work finds nothing open and moves the step on.
     step, (alice, bob), _ = annotating
-    monkeypatch.setattr("backend.acquisition.tasks.send", lambda task, step_id: None)
+    monkeypatch.setattr("backend.core.jobs.send", lambda name, step_id, **k: None)
     for user in (alice, bob):  # on_commit callbacks of this test transaction are dropped
         q = query_claim_next(project=step.project, user=user)
         query_submit(query=q, user=user, labels=answer(codec.unpack_mask(q.mask, (4, 4))), seconds_spent=1.0)
@@ -189,8 +178,8 @@ def test_a_failing_check_after_the_commit_does_not_fail_the_stored_answer(
     def broken(step_id):
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr("backend.acquisition.services_queries._open_count", lambda step_id: 0)
-    monkeypatch.setattr("backend.acquisition.services_queries._finish_annotating", broken)
+    monkeypatch.setattr("backend.acquisition.annotation.services._open_count", lambda step_id: 0)
+    monkeypatch.setattr("backend.acquisition.annotation.services.step_annotating_done", broken)
     q = query_claim_next(project=step.project, user=alice)
     with django_capture_on_commit_callbacks(execute=True):
         stored = query_submit(query=q, user=alice, labels=answer(codec.unpack_mask(q.mask, (4, 4))),

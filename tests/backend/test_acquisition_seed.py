@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from backend.acquisition.demo import phantom_project
 from backend.acquisition.models import TrainingSlice
-from backend.acquisition.seed import phantom_project
 from backend.projects.models import Membership
 from tests.backend.factories import UserFactory, use_tmp_storage
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from backend.acquisition.errors import StepConflict
 from backend.acquisition.models import AcquisitionStep
-from backend.acquisition.services import StepConflict, step_cancel, step_start, step_transition
 from backend.acquisition.states import (
     ORDER,
     IllegalTransition,
@@ -15,6 +15,7 @@ from backend.acquisition.states import (
     allowed_targets,
     check_transition,
 )
+from backend.acquisition.steps.services import step_cancel, step_start, step_transition
 from tests.backend.factories import (
     LabelSetFactory,
     MembershipFactory,
@@ -70,13 +71,13 @@ def test_an_illegal_transition_leaves_the_row_unchanged(project):
 
 @pytest.mark.django_db
 def test_a_step_needs_a_training_set_and_only_one_runs_at_a_time(project, monkeypatch):
-    from backend.acquisition.services import training_set_seed
+    from backend.acquisition.steps.training_set import training_set_seed
 
     lead = MembershipFactory(project=project).user
     with pytest.raises(StepConflict, match="the training set is empty"):
         step_start(project=project, user=lead)
     assert training_set_seed(project=project, fraction=0.5) == 1
-    monkeypatch.setattr("backend.acquisition.tasks.send", lambda *a: None)
+    monkeypatch.setattr("backend.core.jobs.send", lambda *a, **k: None)
     step = step_start(project=project, user=lead)
     assert (step.number, step.state) == (1, State.INFERRING)
     assert [t["state"] for t in step.transitions] == ["created", "inferring"]
@@ -101,13 +102,13 @@ def test_cancel_of_a_running_phase_only_flags_it(project):
 
 @pytest.mark.django_db
 def test_the_stopping_rule_blocks_a_new_step_unless_forced(project, monkeypatch):
-    from backend.acquisition.services import training_set_seed
+    from backend.acquisition.steps.training_set import training_set_seed
 
     lead = MembershipFactory(project=project).user
     training_set_seed(project=project)
     AcquisitionStep.objects.create(project=project, number=1, state=State.DONE, strategy="tau", tau=1e-3,
                                    slices_per_step=2, k_uncertain=4, mc_samples=2, stop_reached=True)
-    monkeypatch.setattr("backend.acquisition.tasks.send", lambda *a: None)
+    monkeypatch.setattr("backend.core.jobs.send", lambda *a, **k: None)
     with pytest.raises(StepConflict, match="the stopping rule held after step 1"):
         step_start(project=project, user=lead)
     assert step_start(project=project, user=lead, force=True).number == 2

@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from backend.acquisition import engine
-from backend.acquisition.export import dicom_seg_bytes
+from backend.acquisition import ml_adapter
+from backend.acquisition.outputs.export import dicom_seg_bytes
 from backend.imaging.models import Scan
 from backend.imaging.services import scan_import_file
 from backend.imaging.volumes import save_array
@@ -67,7 +67,7 @@ def test_the_seg_of_a_dicom_import_refers_to_its_original_instances(tmp_path):
     assert (dcm.Rows, dcm.Columns) == (64, 64)
     frames = hd.seg.Segmentation.from_dataset(dcm).get_pixels_by_source_instance(
         source_sop_instance_uids=[ds.SOPInstanceUID for ds in originals], combine_segments=True)
-    expected = engine.to_original_grid(labels, scan.geometry, scan.original_geometry, labels=True)
+    expected = ml_adapter.to_original_grid(labels, scan.geometry, scan.original_geometry, labels=True)
     assert expected.shape == (5, 64, 64) and set(np.unique(expected)) == {0, 1, 2}
     np.testing.assert_array_equal(frames, expected)  # segment numbers 1, 2 = label values 1, 2 here
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
+from backend.imaging.apis_imports import upload_inputs
 from backend.imaging.models import ImportJob, Scan
-from backend.imaging.uploads import upload_inputs
 from mltasks.geometry import Geometry
 from mltasks.io import write_dicom_series, write_volume
 from tests.backend.factories import (

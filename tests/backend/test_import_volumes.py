@@ -7,9 +7,9 @@ import pytest
 from django.core.files.storage import FileSystemStorage, Storage
 
 from backend.imaging import volumes
+from backend.imaging.demo import seed_demo_pool
 from backend.imaging.importing import working_volume
 from backend.imaging.models import ReferenceLabelMap, Scan
-from backend.imaging.seed import seed_demo_pool
 from backend.imaging.volumes import local_path, save_array, scan_volume
 from mltasks.geometry import Geometry
 from mltasks.preprocess import AIR_HU, network_geometry, resample

@@ -17,13 +17,18 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from backend.acquisition import leases
 from backend.acquisition.models import AcquisitionStep
-from backend.acquisition.progress import LeaseKeeper
-from backend.acquisition.services import step_cancel, step_start
-from backend.acquisition.services_phases import phase_execute
-from backend.acquisition.services_steps import Claim, step_claim_phase, steps_take_over_orphans
 from backend.acquisition.states import State
+from backend.acquisition.steps import leases
+from backend.acquisition.steps.phases import phase_execute
+from backend.acquisition.steps.progress import LeaseKeeper
+from backend.acquisition.steps.services import (
+    Claim,
+    step_cancel,
+    step_claim_phase,
+    step_start,
+    steps_take_over_orphans,
+)
 from tests.backend.factories import (
     ProjectFactory,
     UserFactory,
@@ -41,7 +46,7 @@ def _storage(settings, tmp_path):
 
 def ended_process_runner(node: str = "worker@here") -> str:
     """The runner string a pool process on this machine wrote before it ended (as after kill -9)."""
-    code = f"from backend.acquisition.leases import this_process; print(this_process({node!r}))"
+    code = f"from backend.acquisition.steps.leases import this_process; print(this_process({node!r}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
@@ -89,7 +94,7 @@ def test_a_phase_whose_process_ended_is_taken_over_although_its_heartbeat_is_fre
     dead = ended_process_runner()
     step = step_in(State.TRAINING, runner=dead, heartbeat=timezone.now())
     me = leases.this_process("worker@here")
-    with caplog.at_level(logging.WARNING, logger="backend.acquisition.services_steps"):
+    with caplog.at_level(logging.WARNING, logger="backend.acquisition.steps.services"):
         assert step_claim_phase(step_id=step.id, phase=State.TRAINING, runner=me) is Claim.TAKEN
     step.refresh_from_db()
     assert step.runner == me and step.state == State.TRAINING
@@ -204,7 +209,7 @@ def test_health_is_content_with_a_phase_whose_runner_lives(client):
 def test_the_sweep_reschedules_orphans_of_vanished_workers_and_leaves_the_rest(
         monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr("backend.acquisition.tasks.send", lambda task, step_id: sent.append((task.name, step_id)))
+    monkeypatch.setattr("backend.core.jobs.send", lambda name, step_id, **k: sent.append((name, step_id)))
     vanished = step_in(State.TRAINING, runner=f"worker@gone|5|9|{OTHER_MACHINE}", heartbeat=ago(40))
     mine = step_in(State.EVALUATING, runner=ended_process_runner("me@here"), heartbeat=ago(3))
     alive = step_in(State.INFERRING, runner=leases.this_process("other@here"), heartbeat=ago(3))

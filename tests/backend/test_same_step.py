@@ -16,9 +16,9 @@ import torch
 from backend.acquisition import codec
 from backend.acquisition.models import ModelVersion, Query, TrainingSlice
 from backend.acquisition.selectors import pool_scans
-from backend.acquisition.services import step_start
-from backend.acquisition.services_phases import local_checkpoint, phase_execute
 from backend.acquisition.states import State
+from backend.acquisition.steps.phases import local_checkpoint, phase_execute
+from backend.acquisition.steps.services import step_start
 from backend.imaging.volumes import scan_volume
 from mltasks.active import ALConfig, SlicePool, propose_queries
 from mltasks.checkpoint import load_model

@@ -12,9 +12,10 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from backend.acquisition.models import Query, Segmentation, TrainingSlice
+from backend.imaging import services_pools
 from backend.imaging.models import ImportJob, Pool, ReferenceLabelMap, Scan
 from backend.imaging.services import ImportInput, import_job_create, import_job_run
-from backend.projects import access, services
+from backend.projects import access
 from backend.projects.models import Membership, Project
 from mltasks.geometry import Geometry
 from mltasks.io import write_dicom_series
@@ -116,10 +117,10 @@ def test_pool_delete_rule_with_two_memberships_and_two_admins():
         MembershipFactory(project=project, user=user, role=role)
     for user in (u, x):  # neither admins both projects
         with pytest.raises(ValidationError, match="also used by projects in which you are not an admin"):
-            services.pool_delete(pool=pool, user=user)
+            services_pools.pool_delete(pool=pool, user=user)
     assert Pool.objects.filter(pk=pool.pk).exists()
     Membership.objects.filter(project=p2, user=u).update(role=Role.ADMIN)
-    services.pool_delete(pool=pool, user=u)
+    services_pools.pool_delete(pool=pool, user=u)
     assert not Pool.objects.filter(pk=pool.pk).exists()
 
 

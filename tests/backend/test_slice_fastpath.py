@@ -45,6 +45,9 @@ def world(client):
     Scan.objects.filter(pk=pending.pk).update(status=Scan.Status.FAILED)
     users = {
         "annotator": MembershipFactory(project=project, role=Membership.Role.ANNOTATOR).user,
+        "lead": MembershipFactory(project=project, role=Membership.Role.LEAD).user,
+        "admin": MembershipFactory(project=project, role=Membership.Role.ADMIN).user,
+        "stranger": UserFactory(),  # a member of nothing
         "foreign": MembershipFactory(project=other, role=Membership.Role.ADMIN).user,
         "superuser": UserFactory(is_superuser=True),
         "inactive": MembershipFactory(project=project, role=Membership.Role.LEAD, user__is_active=False).user,
@@ -67,6 +70,13 @@ REQUESTS = [
     ("session", "/api/scans/{scan}/slices/1.png", "", {}, SERVED),
     ("session", "/api/scans/{scan}/slices/1.raw", "", {"Accept": "application/octet-stream"}, SERVED),
     ("superuser", "/api/scans/{scan}/slices/1.raw", "", {}, SERVED),
+    # The access rule (backend.projects.access.scan_for) for every role, on a ready and a failed scan:
+    ("lead", "/api/scans/{scan}/slices/1.png", "", {}, SERVED),
+    ("admin", "/api/scans/{scan}/slices/1.raw", "", {}, SERVED),
+    ("stranger", "/api/scans/{scan}/slices/1.png", "", {}, PASSED),
+    ("lead", "/api/scans/{pending}/slices/1.png", "", {}, PASSED),
+    ("admin", "/api/scans/{pending}/slices/1.raw", "", {}, PASSED),
+    ("superuser", "/api/scans/{pending}/slices/1.raw", "", {}, PASSED),
     ("annotator", "/api/scans/{scan}/slices/3.png", "", {}, PASSED),  # out of range: 404 with the depth
     ("annotator", "/api/scans/{scan}/slices/1.png", "window=0&level=40", {}, PASSED),
     ("annotator", "/api/scans/{scan}/slices/1.png", "window=400", {}, PASSED),

@@ -20,9 +20,9 @@ from django.urls import reverse
 from moto import mock_aws
 
 from backend.acquisition.models import ModelVersion, Segmentation
+from backend.imaging import services_pools
 from backend.imaging.models import ImportJob, Pool, Scan, ScanFile
 from backend.imaging.services import staging_dir_new
-from backend.projects import services
 from backend.projects.models import Membership, Project
 from tests.backend.factories import UserFactory, project_with_data, stored_files, use_tmp_storage
 
@@ -80,7 +80,7 @@ def test_a_pool_delete_that_rolls_back_keeps_rows_and_files(settings, django_cap
     pool_id, before = p1["pool"].pk, stored_files(settings.MEDIA_ROOT)
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
         with transaction.atomic():
-            services.pool_delete(pool=p1["pool"], user=p1["users"][Role.ADMIN])
+            services_pools.pool_delete(pool=p1["pool"], user=p1["users"][Role.ADMIN])
             raise RuntimeError("something after the delete failed")
     assert Scan.objects.filter(pool_id=pool_id).count() == 2
     assert stored_files(settings.MEDIA_ROOT) == before
@@ -91,7 +91,7 @@ def test_a_file_another_row_still_names_is_kept(settings, django_capture_on_comm
     shared = p1["scans"][0].volume.name
     Scan.objects.filter(pk=p2["scans"][0].pk).update(volume=shared)  # e.g. a copy made by hand
     with django_capture_on_commit_callbacks(execute=True):
-        services.pool_delete(pool=p1["pool"], user=p1["users"][Role.ADMIN])
+        services_pools.pool_delete(pool=p1["pool"], user=p1["users"][Role.ADMIN])
     assert shared in stored_files(settings.MEDIA_ROOT)
 
 
@@ -151,7 +151,7 @@ def test_only_a_superuser_or_admin_of_every_project_reaches_the_file_deletion(se
     p1 = project_with_data("P1")
     before = stored_files(settings.MEDIA_ROOT)
     with pytest.raises(ValidationError, match="not an admin"):
-        services.pool_delete(pool=p1["pool"], user=UserFactory())
+        services_pools.pool_delete(pool=p1["pool"], user=UserFactory())
     assert stored_files(settings.MEDIA_ROOT) == before and Scan.objects.count() == 2
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from backend.acquisition import services_steps
 from backend.acquisition.models import AcquisitionStep
+from backend.acquisition.steps import services as step_services
 from backend.core.models import RelayEvent
 from backend.core.realtime import project_group, publish
 from tests.browser.conftest import log_in
@@ -30,7 +30,7 @@ def publish_surely(group: str, payload: dict) -> None:
 def test_lead_starts_a_step_and_sees_live_progress_then_charts(app_page, asgi_server, plain_static, tmp_path,
                                                                settings, monkeypatch):
     scheduled = []
-    monkeypatch.setattr(services_steps, "enqueue_phase", lambda step: scheduled.append((step.id, step.state)))
+    monkeypatch.setattr(step_services, "enqueue_phase", lambda step: scheduled.append((step.id, step.state)))
     project, lead = lead_history(tmp_path, settings)
     lead_history(tmp_path, settings, name="Thigh study, random pixels", strategy="random_pixels", gain=0.05)
     page = app_page

@@ -16,7 +16,7 @@ SHAPE = (12, 64, 64)
 SETUP = """
 import json
 from django.contrib.auth.models import User
-from backend.acquisition.seed import phantom_project
+from backend.acquisition.demo import phantom_project
 admin = User.objects.get(username="it-admin")
 project = phantom_project(name="it", admin=admin, n_pool=2, n_test=2, shape={shape}, seed_fraction=0.25,
     network_profile="tiny", network_config={{"max_epochs": 3, "batch_size": 8, "patience": 0,
@@ -52,7 +52,7 @@ def answer_everything(stack, project: int, references: dict[int, np.ndarray]) ->
 
 
 def test_two_steps_through_the_api_survive_a_worker_killed_during_training(production_stack):
-    from backend.acquisition.engine import phantom_volume
+    from backend.acquisition.ml_adapter import phantom_volume
 
     stack = production_stack
     setup = json.loads(stack.manage("shell", "-c", SETUP.format(shape=SHAPE)).strip().splitlines()[-1])

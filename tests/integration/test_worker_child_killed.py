@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 SETUP = """
 import json
 from django.contrib.auth.models import User
-from backend.acquisition.seed import phantom_project
+from backend.acquisition.demo import phantom_project
 admin = User.objects.get(username="it-admin")
 project = phantom_project(name="it-kill", admin=admin, n_pool=1, n_test=0, shape=(12, 64, 64),
     seed_fraction=0.25, network_profile="tiny", network_config={"max_epochs": 100, "batch_size": 8,

@@ -1,9 +1,10 @@
-"""Template helpers of the pages: what the home page lists for the logged-in user."""
+"""Template helpers of the pages: what the home page lists for the logged-in user, the window presets."""
 
 from __future__ import annotations
 
 from django import template
 
+from backend.imaging.slices import DEFAULT_PRESET, WINDOW_PRESETS
 from backend.projects.access import projects_visible_to, role_in, scans_visible_to
 from backend.projects.models import ROLE_RANK, Membership
 
@@ -34,3 +35,13 @@ def leads_a_project(user) -> bool:
     if user.is_staff or user.is_superuser:
         return True
     return Membership.objects.filter(user=user, role__in=[Membership.Role.LEAD, Membership.Role.ADMIN]).exists()
+
+
+_PRESET_NAMES = {"soft": "Soft tissue", "bone": "Bone"}
+
+
+@register.inclusion_tag("web/window_presets.html")
+def window_presets() -> dict:
+    """The window/level buttons, from the one definition the slice endpoints use (``slices.py``)."""
+    return {"presets": [{"key": key, "label": _PRESET_NAMES.get(key, key), "window": window, "level": level,
+                         "default": key == DEFAULT_PRESET} for key, (window, level) in WINDOW_PRESETS.items()]}

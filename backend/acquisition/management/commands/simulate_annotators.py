@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from rest_framework.authtoken.models import Token
 
-from backend.acquisition.seed import reference_slice
+from backend.acquisition.demo import reference_slice
 from backend.imaging.models import Scan
 from backend.projects.models import Membership, Project
 

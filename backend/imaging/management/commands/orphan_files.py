@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backend.imaging.file_cleanup import delete_unreferenced, orphan_staging_folders, orphans
+from backend.core.file_cleanup import delete_unreferenced, orphans
+from backend.imaging.staging import orphan_staging_folders
 
 
 class Command(BaseCommand):

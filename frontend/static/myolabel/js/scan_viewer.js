@@ -1,7 +1,7 @@
 // Any scan with the current model's labels and uncertainty, and its per-muscle report.
 
 import { api, fmt, liveEvents, pageData, say } from "./api.js";
-import { colourTable, PRESETS } from "./annotator/render.js";
+import { colourTable, presetOf } from "./annotator/render.js";
 import { SliceViewer } from "./annotator/viewer.js";
 
 const page = pageData();
@@ -13,7 +13,7 @@ const state = { z: Math.floor(depth / 2), project: null, segmentation: null, lab
 window.scanViewer = state;
 
 const viewer = new SliceViewer($("#viewport"), width, height);
-viewer.setWindow(PRESETS.soft.window, PRESETS.soft.level);
+viewer.setWindow(presetOf().window, presetOf().level);
 viewer.setOpacity(0.5);
 viewer.show("heat", false);
 $("#scan-info").textContent = `${depth} slices of ${height} × ${width} · spacing ${(scan.spacing || []).map((v) => Number(v).toFixed(2)).join(" × ")} mm`;
@@ -123,7 +123,7 @@ $("#project").replaceChildren(...page.projects.map((p) => Object.assign(document
 $("#project").addEventListener("change", () => { state.project = page.projects.find((p) => p.id === Number($("#project").value)); openLive(); loadProject(); });
 $("#z").max = depth - 1;
 $("#z").addEventListener("input", (e) => { state.z = Number(e.target.value); showSlice(); });
-for (const b of document.querySelectorAll("[data-preset]")) b.addEventListener("click", () => viewer.setWindow(PRESETS[b.dataset.preset].window, PRESETS[b.dataset.preset].level));
+for (const b of document.querySelectorAll("[data-preset]")) b.addEventListener("click", () => viewer.setWindow(presetOf(b).window, presetOf(b).level));
 $("#opacity").addEventListener("input", (e) => viewer.setOpacity(Number(e.target.value) / 100));
 $("#heat").addEventListener("change", (e) => { state.heat = e.target.checked; viewer.show("heat", state.heat); showSlice(); });
 $("#fit").addEventListener("click", () => viewer.fit());

@@ -2,7 +2,7 @@
 
 import { api, ApiError, deflate, halfToFloat, inflate, pageData, say } from "../api.js";
 import { base64ToBytes, bytesToBase64, LabelEditor, unpackBits } from "./core.js";
-import { colourTable, PRESETS, windowToRgba } from "./render.js";
+import { colourTable, presetOf, windowToRgba } from "./render.js";
 import { SliceViewer } from "./viewer.js";
 
 const page = pageData();
@@ -58,7 +58,8 @@ async function showQuery(query) {
   $("#workspace").hidden = false;
   const viewer = new SliceViewer($("#viewport"), W, H);
   state.viewer = viewer;
-  viewer.setWindow(PRESETS.soft.window, PRESETS.soft.level);
+  const preset = presetOf();
+  viewer.setWindow(preset.window, preset.level);
   viewer.setOutline(mask);
   viewer.setHeat(uncertainty);
   viewer.show("heat", state.heat);
@@ -304,7 +305,7 @@ function buildPalette() {
 function installControls() {
   for (const b of document.querySelectorAll("[data-tool]")) b.addEventListener("click", () => setTool(b.dataset.tool));
   for (const b of document.querySelectorAll("[data-preset]")) {
-    b.addEventListener("click", () => { const p = PRESETS[b.dataset.preset]; state.viewer.setWindow(p.window, p.level); showWindow(); });
+    b.addEventListener("click", () => { const p = presetOf(b); state.viewer.setWindow(p.window, p.level); showWindow(); });
   }
   $("#radius").addEventListener("input", (e) => { state.radius = Number(e.target.value); $("#radius-value").textContent = e.target.value; });
   $("#opacity").addEventListener("input", (e) => state.viewer && state.viewer.setOpacity(Number(e.target.value) / 100));

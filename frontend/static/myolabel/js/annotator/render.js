@@ -4,7 +4,11 @@
 
 import { UNANSWERED } from "./core.js";
 
-export const PRESETS = { soft: { window: 400, level: 40 }, bone: { window: 1800, level: 400 } };
+/** The window/level of a preset button (the server renders them from its one definition), or of the
+ *  default one when none is given. */
+export function presetOf(button = document.querySelector("[data-preset][data-default]")) {
+  return { window: Number(button.dataset.window), level: Number(button.dataset.level) };
+}
 
 /** "#rrggbb" -> [r, g, b]. */
 export function hexToRgb(hex) {

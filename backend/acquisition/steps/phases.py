@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -23,19 +24,24 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from backend.acquisition import codec, engine
+from backend.acquisition import codec, ml_adapter
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
-from backend.acquisition.progress import Cancelled, LeaseKeeper, PhaseReporter
 from backend.acquisition.selectors import current_model, pool_scans
-from backend.acquisition.services_queries import queries_auto_answer_empty
-from backend.acquisition.services_steps import (
+from backend.acquisition.states import State
+from backend.acquisition.steps.progress import Cancelled, LeaseKeeper, PhaseReporter
+from backend.acquisition.steps.services import (
     Claim,
+    step_annotating_done,
     step_cancel_acknowledge,
     step_claim_phase,
     step_fail,
     step_transition,
 )
-from backend.acquisition.states import State
+from backend.acquisition.steps.training_set import queries_auto_answer_empty
+from backend.imaging.volumes import local_path
+
+if TYPE_CHECKING:  # annotations only
+    from backend.projects.models import Project
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +57,8 @@ def cache_dir() -> Path:
 
 
 def local_checkpoint(version: ModelVersion) -> Path:
-    """A local file holding the version's checkpoint (copied from remote storage when needed)."""
-    try:
-        return Path(version.checkpoint.path)
-    except NotImplementedError:  # S3: no local path
-        target = cache_dir() / f"model-{version.pk}.pt"
-        if not target.exists():
-            with version.checkpoint.open("rb") as src:
-                target.write_bytes(src.read())
-        return target
+    """A local file holding the version's checkpoint (an atomic cached download when stored remotely)."""
+    return local_path(version.checkpoint.name, storage=version.checkpoint.storage)
 
 
 def phase_execute(*, step_id: int, phase: str, runner: str) -> str:
@@ -93,19 +92,19 @@ def _locked_step(step: AcquisitionStep, phase: str, runner: str) -> AcquisitionS
     return fresh
 
 
-def _configs(project):
-    n_classes = engine.n_classes_of(project.label_set)
-    return engine.network_configs(project.network_profile, project.network_config, n_classes)
+def _configs(project: Project):
+    n_classes = ml_adapter.n_classes_of(project.label_set)
+    return ml_adapter.network_configs(project.network_profile, project.network_config, n_classes)
 
 
-def _training_data(project) -> tuple[np.ndarray, np.ndarray]:
+def _training_data(project: Project) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W) HU slices and uint8 labels of the whole training set."""
     images, labels = [], []
     rows = TrainingSlice.objects.filter(project=project).select_related("scan").order_by("scan_id", "z")
     volumes: dict[int, np.ndarray] = {}
     for row in rows:
         if row.scan_id not in volumes:
-            volumes[row.scan_id] = engine.scan_hu(row.scan)
+            volumes[row.scan_id] = ml_adapter.scan_hu(row.scan)
         images.append(np.asarray(volumes[row.scan_id][row.z]))
         labels.append(codec.unpack_labels(row.labels, (row.height, row.width)))
     if not images:
@@ -127,14 +126,14 @@ def _train(step, reporter, *, path: Path):
     previous = current_model(project) if project.network_config.get("warm_start", WARM_START) else None
     # A changed architecture cannot start from the old weights: it is trained from scratch.
     if previous is not None and previous.config.get("net") == net_cfg.to_dict():
-        init = engine.load_model(local_checkpoint(previous))
-    return engine.train_model(images, labels, net_cfg, train_cfg, label_set=engine.label_set_of(project.label_set),
+        init = ml_adapter.load_model(local_checkpoint(previous))
+    return ml_adapter.train_model(images, labels, net_cfg, train_cfg, label_set=ml_adapter.label_set_of(project.label_set),
                               checkpoint_path=path, init_model=init, on_progress=reporter), net_cfg, train_cfg
 
 
-def _save_version(project, step, model, summary, net_cfg, train_cfg, number: int) -> ModelVersion:
+def _save_version(project: Project, step, model, summary, net_cfg, train_cfg, number: int) -> ModelVersion:
     path = cache_dir() / f"step-{step.pk}-model-{number}.pt"
-    engine.save_model(path, model, label_set=engine.label_set_of(project.label_set), train_config=train_cfg)
+    ml_adapter.save_model(path, model, label_set=ml_adapter.label_set_of(project.label_set), train_config=train_cfg)
     version = ModelVersion(project=project, step=step if number else None, number=number,
                            config={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(),
                                    "profile": project.network_profile},
@@ -156,7 +155,7 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
         bootstrap = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt")
         model = bootstrap[0][0]
     else:
-        model = engine.load_model(local_checkpoint(version))
+        model = ml_adapter.load_model(local_checkpoint(version))
     reporter.segment(50 if bootstrap else 0, 100, "MC-dropout inference over the pool")
     ranking = _rank_pool(step, model, reporter)
     buffer = io.BytesIO()
@@ -171,7 +170,7 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     (cache_dir() / f"step-{step.pk}-bootstrap.pt").unlink(missing_ok=True)
 
 
-def _rank_pool(step: AcquisitionStep, model, reporter: PhaseReporter) -> engine.SliceRanking:
+def _rank_pool(step: AcquisitionStep, model, reporter: PhaseReporter) -> ml_adapter.SliceRanking:
     """Score every unlabelled pool slice, scan by scan, in the chunks the simulation uses."""
     labelled = set(TrainingSlice.objects.filter(project=step.project).values_list("scan_id", "z"))
     todo = [(scan, [z for z in range(scan.shape[0]) if (scan.id, z) not in labelled])
@@ -179,12 +178,12 @@ def _rank_pool(step: AcquisitionStep, model, reporter: PhaseReporter) -> engine.
     total = sum(len(zs) for _, zs in todo)
     if total == 0:
         raise ValueError("every pool slice is already in the training set; add scans to the pool")
-    ranking = engine.SliceRanking(keep=step.k_uncertain)
+    ranking = ml_adapter.SliceRanking(keep=step.k_uncertain)
     done = 0
     for scan, zs in todo:
-        hu = engine.scan_hu(scan)
-        for chunk in engine.slice_chunks(zs):
-            scored = engine.score_hu_slices(np.asarray(hu[chunk]), model, t_samples=step.mc_samples, seed=step.pk)
+        hu = ml_adapter.scan_hu(scan)
+        for chunk in ml_adapter.slice_chunks(zs):
+            scored = ml_adapter.score_hu_slices(np.asarray(hu[chunk]), model, t_samples=step.mc_samples, seed=step.pk)
             ranking.add([(scan.id, z) for z in chunk], scored)
             done += len(chunk)
             reporter.update(done / total)
@@ -196,13 +195,13 @@ def _rank_pool(step: AcquisitionStep, model, reporter: PhaseReporter) -> engine.
 def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
     reporter.segment(0, 100, "choosing representative uncertain slices")
     with step.inference_file.open("rb") as fh:
-        ranking = engine.SliceRanking.from_arrays(dict(np.load(io.BytesIO(fh.read()))), keep=step.k_uncertain)
-    plan = engine.step_plan(step)
-    selection = engine.choose_slices(ranking.scores, ranking.descriptors, plan, seed=step.pk)
+        ranking = ml_adapter.SliceRanking.from_arrays(dict(np.load(io.BytesIO(fh.read()))), keep=step.k_uncertain)
+    plan = ml_adapter.step_plan(step)
+    selection = ml_adapter.choose_slices(ranking.scores, ranking.descriptors, plan, seed=step.pk)
     reporter.update(0.5)
     keys, scores = ranking.keys, ranking.scores
     labels, u = _working_maps_of(step, ranking, selection.chosen)
-    masks = engine.query_masks(u, plan, seed=step.pk)
+    masks = ml_adapter.query_masks(u, plan, seed=step.pk)
     with transaction.atomic():
         fresh = _locked_step(step, State.SELECTING, runner)
         fresh.candidates = [[int(keys[i][0]), int(keys[i][1]), float(scores[i])] for i in selection.candidates]
@@ -215,8 +214,7 @@ def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
         ])
         step_transition(step=fresh, target=State.ANNOTATING)
         queries_auto_answer_empty(step=fresh)
-        if not Query.objects.filter(step=fresh, status=Query.Status.OPEN).exists():
-            step_transition(step=fresh, target=State.TRAINING)
+        step_annotating_done(step_id=fresh.id)  # every query answered itself: straight to training
 
 
 def _working_maps_of(step, ranking, chosen: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -232,13 +230,13 @@ def _working_maps_of(step, ranking, chosen: list[int]) -> tuple[np.ndarray, np.n
 
     def rescore(i: int):
         nonlocal model
-        model = model or engine.load_model(local_checkpoint(current_model(step.project)))
+        model = model or ml_adapter.load_model(local_checkpoint(current_model(step.project)))
         scan_id, z = (int(v) for v in keys[i])
-        hu = engine.scan_hu(scans[scan_id])
-        return engine.score_hu_slices(np.asarray(hu[[z]]), model, t_samples=step.mc_samples, seed=step.pk)
+        hu = ml_adapter.scan_hu(scans[scan_id])
+        return ml_adapter.score_hu_slices(np.asarray(hu[[z]]), model, t_samples=step.mc_samples, seed=step.pk)
 
-    labels, u = engine.chosen_maps(ranking, chosen, rescore)
-    working = [engine.working_maps(labels[[j]], u[[j]], tuple(scans[int(keys[i][0])].shape[1:]))
+    labels, u = ml_adapter.chosen_maps(ranking, chosen, rescore)
+    working = [ml_adapter.working_maps(labels[[j]], u[[j]], tuple(scans[int(keys[i][0])].shape[1:]))
                for j, i in enumerate(chosen)]
     return np.concatenate([w[0] for w in working]), np.concatenate([w[1] for w in working])
 
@@ -264,24 +262,24 @@ def run_evaluation(step: AcquisitionStep, reporter: PhaseReporter, runner: str) 
 
     project = step.project
     version = ModelVersion.objects.get(step=step)
-    model = engine.load_model(local_checkpoint(version))
-    n_classes = engine.n_classes_of(project.label_set)
+    model = ml_adapter.load_model(local_checkpoint(version))
+    n_classes = ml_adapter.n_classes_of(project.label_set)
     refs = list(ReferenceLabelMap.objects.filter(scan__in=project.test_scans.all(), label_set=project.label_set)
                 .select_related("scan").order_by("scan_id"))
     per_scan, psv_rows, dice_rows = [], [], []
     for k, ref in enumerate(refs):
         reporter.segment(100 * k / len(refs), 100 * (k + 1) / len(refs), f"segmenting test scan {ref.scan.name}")
-        hu = engine.scan_hu(ref.scan)
-        pred, u = engine.segment_volume(np.asarray(hu), model, t_samples=step.mc_samples, on_progress=reporter)
-        metrics = engine.evaluate(pred, engine.reference_labels(ref), ref.scan.geometry["spacing"], n_classes)
-        psv = engine.psv(pred, u, n_classes)
+        hu = ml_adapter.scan_hu(ref.scan)
+        pred, u = ml_adapter.segment_volume(np.asarray(hu), model, t_samples=step.mc_samples, on_progress=reporter)
+        metrics = ml_adapter.evaluate(pred, ml_adapter.reference_labels(ref), ref.scan.geometry["spacing"], n_classes)
+        psv = ml_adapter.psv(pred, u, n_classes)
         dice = np.full(n_classes, np.nan)
         for value, m in metrics.items():
             dice[value] = m["dice"]
         psv_rows.append(psv)
         dice_rows.append(dice)
         per_scan.append({"scan": ref.scan_id, "name": ref.scan.name, "metrics": metrics, "psv": psv})
-    calibration, why = engine.calibration_fit(psv_rows, dice_rows)
+    calibration, why = ml_adapter.calibration_fit(psv_rows, dice_rows)
     structures = _structure_table(project, per_scan, calibration)
     stop = _stop_reached(project, structures)
     scans_json = [{"scan": s["scan"], "name": s["name"],
@@ -293,7 +291,7 @@ def run_evaluation(step: AcquisitionStep, reporter: PhaseReporter, runner: str) 
         version.metrics = {"structures": structures, "scans": scans_json, "calibration_note": why,
                            # The fit's own MAE is in-sample; this one predicts each test scan
                            # from the line of the others.
-                           "calibration_mae_held_out": engine.calibration_held_out_mae(psv_rows, dice_rows)}
+                           "calibration_mae_held_out": ml_adapter.calibration_held_out_mae(psv_rows, dice_rows)}
         version.calibration = calibration
         version.save(update_fields=["metrics", "calibration"])
         fresh.stop_reached = stop
@@ -310,13 +308,13 @@ def _mean(values) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def _structure_table(project, per_scan: list[dict], calibration: dict | None) -> dict:
+def _structure_table(project: Project, per_scan: list[dict], calibration: dict | None) -> dict:
     """{value: {name, kind, dice, asd, psv, predicted_dice}} averaged over the test scans."""
     table = {}
     for label in project.label_set.labels.order_by("value"):
         v = label.value
         psvs = [s["psv"][v] for s in per_scan]
-        predicted = [float(engine.predicted_dice(calibration, np.array([p]))[0]) if calibration and np.isfinite(p)
+        predicted = [float(ml_adapter.predicted_dice(calibration, np.array([p]))[0]) if calibration and np.isfinite(p)
                      else None for p in psvs]
         table[str(v)] = {
             "name": label.name, "kind": label.kind,
@@ -328,7 +326,7 @@ def _structure_table(project, per_scan: list[dict], calibration: dict | None) ->
     return table
 
 
-def _stop_reached(project, structures: dict) -> bool:
+def _stop_reached(project: Project, structures: dict) -> bool:
     """The stopping rule: every muscle's mean predicted Dice on the test scans >= the target."""
     target = project.stop_target_dice
     muscles = [row for row in structures.values() if row["kind"] == "muscle"]

@@ -15,8 +15,7 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from backend.acquisition import engine
-from backend.acquisition.apis_base import (
+from backend.acquisition.api_base import (
     ATTACHMENT,
     LEAD,
     AcquisitionApi,
@@ -25,10 +24,15 @@ from backend.acquisition.apis_base import (
     segmentation_of,
     version_of,
 )
-from backend.acquisition.export import dicom_seg_bytes, load_npy, nifti_bytes, report_csv
+from backend.acquisition.errors import StepConflict
 from backend.acquisition.models import ModelVersion, Segmentation
+from backend.acquisition.outputs.export import (
+    dicom_seg_bytes,
+    report_csv,
+    training_set_zip,
+)
+from backend.acquisition.outputs.segmentation import segmentation_nifti, segmentation_request
 from backend.acquisition.selectors import current_model
-from backend.acquisition.services import StepConflict, segmentation_request
 from backend.core.ids import IdField
 from backend.projects.access import scan_for
 
@@ -154,11 +158,19 @@ class SegmentationFileApi(DownloadApi):
         if kind in ("labels.nii.gz", "uncertainty.nii.gz"):
             query = GridQuery(data=request.query_params)
             query.is_valid(raise_exception=True)
-            labels = kind == "labels.nii.gz"
-            array = load_npy(seg.labels) if labels else load_npy(seg.uncertainty).astype("float32")
-            geometry = seg.scan.geometry
-            if query.validated_data["grid"] == "original":
-                geometry = seg.scan.original_geometry
-                array = engine.to_original_grid(array, seg.scan.geometry, geometry, labels=labels)
-            return _download(nifti_bytes(array, geometry), f"{stem}-{kind}", "application/gzip")
+            content = segmentation_nifti(seg, labels=kind == "labels.nii.gz",
+                                         original_grid=query.validated_data["grid"] == "original")
+            return _download(content, f"{stem}-{kind}", "application/gzip")
         raise NotFound(f"unknown file {kind!r}; one of {sorted(self.KINDS)}")
+
+
+class TrainingSetExportApi(DownloadApi):
+    """Zip of NIfTI label maps (255 = unlabelled) and provenance maps (0 none, 1 predicted, 2 answered)."""
+
+    @extend_schema(parameters=[ATTACHMENT], responses={(200, "application/zip"): OpenApiResponse(
+        OpenApiTypes.BINARY, description="project-{p}-training-set.zip")})
+    def get(self, request, project_id: int):
+        project = project_of(request, project_id, LEAD)
+        response = HttpResponse(training_set_zip(project), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="project-{project.id}-training-set.zip"'
+        return response

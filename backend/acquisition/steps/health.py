@@ -6,8 +6,8 @@ knows nothing of steps.
 
 from __future__ import annotations
 
-from backend.acquisition.leases import TAKEOVER_SECONDS
-from backend.acquisition.selectors import orphaned_phases
+from backend.acquisition.steps.leases import TAKEOVER_SECONDS
+from backend.acquisition.steps.selectors import orphaned_phases
 from backend.core.health import CheckFailed
 
 _ADVICE = (f"A worker takes such a phase over within {TAKEOVER_SECONDS:.0f} s; if none does, check that a "

@@ -6,37 +6,29 @@ Contract for the browser: docs/api-acquisition.md.
 
 from __future__ import annotations
 
-from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from backend.acquisition import codec, engine
-from backend.acquisition.apis_base import (
-    ATTACHMENT,
+from backend.acquisition.api_base import (
     LEAD,
     AcquisitionApi,
-    DownloadApi,
     project_of,
     step_of,
 )
-from backend.acquisition.export import training_set_zip
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.selectors import mac_summary, step_mac, steps_of
-from backend.acquisition.services import (
-    StepConflict,
+from backend.acquisition.steps.selectors import tau_preview
+from backend.acquisition.steps.services import step_cancel, step_start
+from backend.acquisition.steps.training_set import (
+    ACQUISITION_FIELDS,
     project_acquisition_configure,
-    step_cancel,
-    step_start,
     training_set_seed,
 )
-from backend.acquisition.services_training import ACQUISITION_FIELDS
 from backend.projects.models import Project
 
 
@@ -158,13 +150,7 @@ class TauPreviewApi(AcquisitionApi):
         params.is_valid(raise_exception=True)
         tau = params.validated_data.get("tau", project.tau)
         target_mac = params.validated_data.get("target_mac")
-        step = (AcquisitionStep.objects.filter(project=project, queries__isnull=False)
-                .order_by("-number").distinct().first())
-        if step is None:
-            raise StepConflict("no uncertainty maps yet: run a step up to its selection first", code="no_maps")
-        maps = [codec.unpack_float16(q.uncertainty, (q.height, q.width)) for q in step.queries.all()]
-        out = engine.preview_tau(maps, tau, target_mac=target_mac) | {"slices": len(maps), "step": step.number}
-        return Response(self.OutputSerializer(out).data)
+        return Response(self.OutputSerializer(tau_preview(project, tau, target_mac=target_mac)).data)
 
 
 class MacApi(AcquisitionApi):
@@ -206,15 +192,3 @@ class TrainingSetSeedApi(AcquisitionApi):
         data.is_valid(raise_exception=True)
         added = training_set_seed(project=project, fraction=data.validated_data.get("fraction"))
         return Response(self.OutputSerializer({"added": added}).data, status=status.HTTP_201_CREATED)
-
-
-class TrainingSetExportApi(DownloadApi):
-    """Zip of NIfTI label maps (255 = unlabelled) and provenance maps (0 none, 1 predicted, 2 answered)."""
-
-    @extend_schema(parameters=[ATTACHMENT], responses={(200, "application/zip"): OpenApiResponse(
-        OpenApiTypes.BINARY, description="project-{p}-training-set.zip")})
-    def get(self, request, project_id: int):
-        project = project_of(request, project_id, LEAD)
-        response = HttpResponse(training_set_zip(project), content_type="application/zip")
-        response["Content-Disposition"] = f'attachment; filename="project-{project.id}-training-set.zip"'
-        return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.core.exceptions import ValidationError
@@ -10,13 +11,20 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from backend.acquisition import codec, engine, queries_sql
+from backend.acquisition import codec, ml_adapter
+from backend.acquisition.errors import StepConflict
 from backend.acquisition.events import publish_query
-from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
-from backend.acquisition.services_steps import StepConflict, step_transition
+from backend.acquisition.models import AcquisitionStep, Query
 from backend.acquisition.states import State
+from backend.acquisition.steps.services import step_annotating_done
+from backend.acquisition.steps.training_set import training_set_add
 from backend.core import sql
 from backend.projects.models import Label
+
+if TYPE_CHECKING:  # annotations only
+    from django.contrib.auth.models import User
+
+    from backend.projects.models import Project
 
 LOCK_SECONDS = 15 * 60
 UNLABELLED = 255  # in a submitted raster: "no label here" (every pixel outside the query)
@@ -34,7 +42,7 @@ def _lock_free(now) -> Q:
     return Q(assignee=None) | Q(lock_expires__lt=now)
 
 
-def _take(query_id: int, user, now) -> dict | None:
+def _take(query_id: int, user: User, now) -> dict | None:
     """Conditional UPDATE: lock ``query_id`` for ``user`` if it is open and free (or already theirs).
 
     The fields it stored, or None if the query was not free.
@@ -45,31 +53,17 @@ def _take(query_id: int, user, now) -> dict | None:
     return lock if taken == 1 else None
 
 
-def annotating_step(project) -> AcquisitionStep | None:
+def annotating_step(project: Project) -> AcquisitionStep | None:
     return AcquisitionStep.objects.filter(project=project, state=State.ANNOTATING).first()
 
 
-def query_claim_next(*, project, user) -> Query | None:
+@transaction.atomic
+def query_claim_next(*, project: Project, user: User) -> Query | None:
     """Lock the next free query of the project's annotating step for ``user``.
 
     An annotator holds at most one query: a still-valid lock of theirs is returned
     (and renewed) first. None when nothing is left to annotate.
     """
-    if queries_sql.available():
-        now = timezone.now()
-        claimed = queries_sql.claim_next(project_id=project.pk, user_id=user.pk, now=now,
-                                         expires=now + timedelta(seconds=LOCK_SECONDS))
-        if claimed is not None:
-            query, renewal, open_queries = claimed
-            if not renewal:
-                transaction.on_commit(lambda: publish_query(query, open_queries=open_queries), robust=True)
-            return query
-    # Nothing free, or not PostgreSQL: the ORM path, which also ends a step with nothing left.
-    return _claim_next_orm(project=project, user=user)
-
-
-@transaction.atomic
-def _claim_next_orm(*, project, user) -> Query | None:
     step = annotating_step(project)
     if step is None:
         return None
@@ -95,7 +89,7 @@ def _claim_next_orm(*, project, user) -> Query | None:
             return _with_step(query, step)
     # Nothing left: if the answer that closed the last query did not move the step on
     # (its process stopped right after the commit), this does.
-    transaction.on_commit(lambda: _open_count(step.id) or _finish_annotating(step.id), robust=True)
+    transaction.on_commit(lambda: step_annotating_done(step_id=step.id), robust=True)
     return None
 
 
@@ -112,7 +106,7 @@ def _with_step(query: Query, step: AcquisitionStep) -> Query:
 
 
 @transaction.atomic
-def query_claim(*, query: Query, user) -> Query:
+def query_claim(*, query: Query, user: User) -> Query:
     """Lock (or renew the lock of) one query; QueryLocked if another annotator holds it."""
     now = timezone.now()
     lock = _take(query.id, user, now)
@@ -123,7 +117,7 @@ def query_claim(*, query: Query, user) -> Query:
 
 
 @transaction.atomic
-def query_release(*, query: Query, user) -> None:
+def query_release(*, query: Query, user: User) -> None:
     """Free ``user``'s lock on an open query (a query nobody holds stays as it is).
 
     QueryLocked if another annotator's lock is still valid (it stays), or the query is closed.
@@ -169,22 +163,21 @@ def _check_answer(query: Query, labels: np.ndarray, allowed: set[int]) -> tuple[
     answers = np.where(labels == UNLABELLED, -1, labels.astype(np.int16))
     predicted = codec.unpack_labels(query.predicted, shape)
     try:
-        merged, _ = engine.merge(predicted, mask, answers)
-    except engine.MyoLabelError as exc:
+        merged, _ = ml_adapter.merge(predicted, mask, answers)
+    except ml_adapter.MyoLabelError as exc:
         raise SubmissionRejected(str(exc), code="missing_answers") from exc
     return merged, mask
 
 
-def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float | None,
+def query_submit(*, query: Query, user: User, labels: np.ndarray, seconds_spent: float | None,
                  label_values: set[int] | None = None) -> Query:
     """Store an answer: labels (H*W uint8, 255 outside the query) for exactly the queried pixels.
 
     The answer is checked before any lock is taken; then, atomically, a conditional
     UPDATE stores it only if the query is still open and locked by ``user`` (or free),
-    and the slice joins the training set with its provenance (one statement on
-    PostgreSQL, ``queries_sql``).
+    and the slice joins the training set with its provenance.
     After the commit, a submission that finds no open query left moves the step to
-    training (``_finish_annotating``). Counting after the commit needs no lock: the
+    training (``step_annotating_done``). Counting after the commit needs no lock: the
     last submission to commit sees every other one, so one of them always finds zero,
     and concurrent submissions of one step never queue behind each other.
     ``label_values``: those of the project's label set, if the caller read them already.
@@ -216,16 +209,11 @@ def query_submit(*, query: Query, user, labels: np.ndarray, seconds_spent: float
 
 def _store_answer(query: Query, answer: dict, merged: np.ndarray, mask: np.ndarray) -> bool:
     """Store ``answer`` and the slice's training labels if the query still takes it; else store nothing."""
-    user, now = answer["answered_by"], answer["answered_at"]
-    if queries_sql.available():
-        return queries_sql.store_answer(
-            query=query, user_id=user.pk, now=now, answer=answer["answer"], seconds_spent=answer["seconds_spent"],
-            labels=codec.pack_labels(merged), answered=codec.pack_mask(mask))
     with transaction.atomic():
         stored = Query.objects.filter(pk=query.pk, status=Query.Status.OPEN, step__state=State.ANNOTATING).filter(
-            _lock_free(now) | Q(assignee=user)).update(**answer)
+            _lock_free(answer["answered_at"]) | Q(assignee=answer["answered_by"])).update(**answer)
         if stored:
-            _add_to_training_set(query, merged, mask)
+            training_set_add(query, merged, mask)
     return bool(stored)
 
 
@@ -233,15 +221,7 @@ def _after_answer(query: Query) -> None:
     remaining = _open_count(query.step_id)
     publish_query(query, open_queries=remaining)
     if remaining == 0:
-        _finish_annotating(query.step_id)
-
-
-@transaction.atomic
-def _finish_annotating(step_id: int) -> None:
-    """Move an annotating step without open queries to training (once, however many callers race)."""
-    step = AcquisitionStep.objects.select_for_update().get(pk=step_id)
-    if step.state == State.ANNOTATING and _open_count(step_id) == 0:
-        step_transition(step=step, target=State.TRAINING)
+        step_annotating_done(step_id=query.step_id)
 
 
 def _closed(query: Query, step: AcquisitionStep) -> str:
@@ -252,26 +232,3 @@ def _open_count(step_id: int) -> int:
     # Plain SQL: this runs after every answer, and compiling the ORM's COUNT cost more than running it.
     return sql.fetchone(f"SELECT COUNT(*) FROM {Query._meta.db_table} WHERE step_id = %s AND status = %s",
                         [step_id, Query.Status.OPEN])[0]
-
-
-def _add_to_training_set(query: Query, merged: np.ndarray, answered: np.ndarray) -> None:
-    # One INSERT ... ON CONFLICT UPDATE on (project, scan, z) instead of update_or_create's
-    # SELECT FOR UPDATE, savepoint and write.
-    TrainingSlice.objects.bulk_create(
-        [TrainingSlice(project_id=query.step.project_id, scan_id=query.scan_id, z=query.z, height=query.height,
-                       width=query.width, labels=codec.pack_labels(merged), answered=codec.pack_mask(answered),
-                       source=TrainingSlice.Source.QUERY, query=query, step_id=query.step_id)],
-        update_conflicts=True, unique_fields=["project", "scan", "z"],
-        update_fields=["height", "width", "labels", "answered", "source", "query", "step"])
-
-
-def queries_auto_answer_empty(*, step: AcquisitionStep) -> int:
-    """Queries with no queried pixel need nobody: their prediction joins the training set as is."""
-    n = 0
-    for query in Query.objects.filter(step=step, status=Query.Status.OPEN, n_queried=0):
-        shape = (query.height, query.width)
-        Query.objects.filter(pk=query.pk).update(status=Query.Status.ANSWERED, answer=codec.pack_labels(
-            np.zeros(0, np.uint8)), answered_at=timezone.now(), seconds_spent=0.0)
-        _add_to_training_set(query, codec.unpack_labels(query.predicted, shape), np.zeros(shape, bool))
-        n += 1
-    return n

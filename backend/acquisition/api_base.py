@@ -8,8 +8,8 @@ from rest_framework import status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.views import APIView
 
+from backend.acquisition.errors import StepConflict
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, Segmentation
-from backend.acquisition.services import StepConflict
 from backend.acquisition.states import IllegalTransition
 from backend.core.errors import register_domain_error
 from backend.projects.access import Role, project_for

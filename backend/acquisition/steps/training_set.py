@@ -1,14 +1,20 @@
-"""Writes of the training set and of the lead's acquisition settings."""
+"""Writes of the training set (seeded, answered, or taken as predicted) and of the lead's acquisition settings."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from django.db import transaction
+from django.utils import timezone
 
-from backend.acquisition import codec, engine
-from backend.acquisition.models import TrainingSlice
+from backend.acquisition import codec, ml_adapter
+from backend.acquisition.errors import StepConflict
+from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.selectors import pool_scans
-from backend.acquisition.services_steps import StepConflict
+
+if TYPE_CHECKING:  # annotations only
+    from backend.projects.models import Project
 
 
 def _evenly_spaced(zs: list[int], fraction: float | None) -> list[int]:
@@ -20,7 +26,7 @@ def _evenly_spaced(zs: list[int], fraction: float | None) -> list[int]:
 
 
 @transaction.atomic
-def training_set_seed(*, project, fraction: float | None = None) -> int:
+def training_set_seed(*, project: Project, fraction: float | None = None) -> int:
     """Add reference-labelled slices of the pool scans to the training set; returns how many were added.
 
     ``fraction`` None takes every labelled slice of each reference label map; a
@@ -39,7 +45,7 @@ def training_set_seed(*, project, fraction: float | None = None) -> int:
         wanted = [z for z in _evenly_spaced(labelled, fraction) if z not in have]
         if not wanted:
             continue
-        labels = engine.reference_labels(ref)
+        labels = ml_adapter.reference_labels(ref)
         rows = []
         for z in wanted:
             sl = labels[z]
@@ -59,7 +65,7 @@ ACQUISITION_FIELDS = ("strategy", "tau", "slices_per_step", "k_uncertain", "mc_s
 
 
 @transaction.atomic
-def project_acquisition_configure(*, project, **changes):
+def project_acquisition_configure(*, project: Project, **changes):
     """Set the lead's acquisition controls (strategy, tau, slices per step, stopping rule...)."""
     unknown = set(changes) - set(ACQUISITION_FIELDS)
     if unknown:
@@ -69,3 +75,27 @@ def project_acquisition_configure(*, project, **changes):
     project.full_clean(exclude=["label_set", "created_by"])
     project.save(update_fields=list(changes))
     return project
+
+
+def training_set_add(query: Query, merged: np.ndarray, answered: np.ndarray) -> None:
+    """The query's slice joins the training set: ``merged`` (H, W) labels, ``answered`` (H, W) bool."""
+    # One INSERT ... ON CONFLICT UPDATE on (project, scan, z) instead of update_or_create's
+    # SELECT FOR UPDATE, savepoint and write.
+    TrainingSlice.objects.bulk_create(
+        [TrainingSlice(project_id=query.step.project_id, scan_id=query.scan_id, z=query.z, height=query.height,
+                       width=query.width, labels=codec.pack_labels(merged), answered=codec.pack_mask(answered),
+                       source=TrainingSlice.Source.QUERY, query=query, step_id=query.step_id)],
+        update_conflicts=True, unique_fields=["project", "scan", "z"],
+        update_fields=["height", "width", "labels", "answered", "source", "query", "step"])
+
+
+def queries_auto_answer_empty(*, step: AcquisitionStep) -> int:
+    """Queries with no queried pixel need nobody: their prediction joins the training set as is."""
+    n = 0
+    for query in Query.objects.filter(step=step, status=Query.Status.OPEN, n_queried=0):
+        shape = (query.height, query.width)
+        Query.objects.filter(pk=query.pk).update(status=Query.Status.ANSWERED, answer=codec.pack_labels(
+            np.zeros(0, np.uint8)), answered_at=timezone.now(), seconds_spent=0.0)
+        training_set_add(query, codec.unpack_labels(query.predicted, shape), np.zeros(shape, bool))
+        n += 1
+    return n

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.acquisition import codec, engine
+from backend.acquisition import codec, ml_adapter
 from backend.acquisition.models import Segmentation, TrainingSlice
 
 REPORT_COLUMNS = ["name", "value", "voxels", "volume_ml", "mean_hu", "psv", "predicted_dice"]
@@ -25,7 +25,7 @@ NOT_IN_TRAINING_SET, PREDICTED, ANSWERED = 0, 1, 2
 
 def nifti_bytes(array: np.ndarray, geometry: dict) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
-        path = engine.write_nifti(array, geometry, Path(tmp) / "volume.nii.gz")
+        path = ml_adapter.write_nifti(array, geometry, Path(tmp) / "volume.nii.gz")
         return path.read_bytes()
 
 
@@ -99,7 +99,7 @@ def dicom_seg_bytes(segmentation: Segmentation) -> bytes:
     labels = load_npy(segmentation.labels)
     sources = _original_series(scan)
     if sources:
-        on_original = engine.to_original_grid(labels, scan.geometry, scan.original_geometry, labels=True)
+        on_original = ml_adapter.to_original_grid(labels, scan.geometry, scan.original_geometry, labels=True)
         frames = on_original[[_slice_index(ds, scan.original_geometry) for ds in sources]]
     else:
         sources, frames = _working_grid_series(scan), labels
@@ -137,9 +137,9 @@ def _slice_index(ds, geometry: dict) -> int:
 def _working_grid_series(scan) -> list:
     import pydicom
 
-    hu = np.asarray(engine.scan_hu(scan))
+    hu = np.asarray(ml_adapter.scan_hu(scan))
     with tempfile.TemporaryDirectory() as tmp:
-        paths = engine.write_dicom_ct(hu, scan.geometry, tmp, series_description=f"MyoLabel working grid {scan.name}",
+        paths = ml_adapter.write_dicom_ct(hu, scan.geometry, tmp, series_description=f"MyoLabel working grid {scan.name}",
                                       patient_id=scan.patient_id or "ANON")
         return [_with_type2_defaults(pydicom.dcmread(p)) for p in paths]
 

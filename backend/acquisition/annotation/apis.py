@@ -15,15 +15,15 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from backend.acquisition import codec
-from backend.acquisition.apis_base import AcquisitionApi, project_of, query_of
-from backend.acquisition.models import Query
-from backend.acquisition.services import (
+from backend.acquisition.annotation.services import (
     SubmissionRejected,
     query_claim,
     query_claim_next,
     query_release,
     query_submit,
 )
+from backend.acquisition.api_base import AcquisitionApi, project_of, query_of
+from backend.acquisition.models import Query
 
 _TIME = serializers.DateTimeField()
 

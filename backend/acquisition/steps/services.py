@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import logging
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from backend.acquisition.errors import StepConflict
 from backend.acquisition.events import publish_state
-from backend.acquisition.leases import LEASE_SECONDS, Runner, lease_gone
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
-from backend.acquisition.selectors import orphaned_phases
-from backend.acquisition.states import FINAL, WORKER_PHASES, State, check_transition
+from backend.acquisition.states import (
+    FINAL,
+    GPU_QUEUE,
+    PHASE_TASKS,
+    WORKER_PHASES,
+    State,
+    check_transition,
+)
+from backend.acquisition.steps.leases import LEASE_SECONDS, Runner, lease_gone
+from backend.acquisition.steps.selectors import orphaned_phases
+from backend.core import jobs
+
+if TYPE_CHECKING:  # annotations only
+    from django.contrib.auth.models import User
+
+    from backend.projects.models import Project
 
 log = logging.getLogger(__name__)
-
-
-class StepConflict(ValidationError):
-    """The request contradicts the project's current acquisition state (HTTP 409)."""
 
 
 def _now():
@@ -31,11 +41,8 @@ def enqueue_phase(step: AcquisitionStep) -> None:
     """Schedule the task of the step's current phase once the transaction commits."""
     if step.state not in WORKER_PHASES:
         return
-    from backend.acquisition.tasks import PHASE_TASKS, send
-
-    task = PHASE_TASKS[step.state]
-    step_id = step.id
-    transaction.on_commit(lambda: send(task, step_id))
+    name, step_id = PHASE_TASKS[step.state], step.id
+    transaction.on_commit(lambda: jobs.send(name, step_id, queue=GPU_QUEUE))
 
 
 def _record(step: AcquisitionStep, target: str, reason: str = "") -> None:
@@ -65,7 +72,22 @@ def step_transition(*, step: AcquisitionStep, target: str, reason: str = "") -> 
 
 
 @transaction.atomic
-def step_start(*, project, user, force: bool = False) -> AcquisitionStep:
+def step_annotating_done(*, step_id: int) -> bool:
+    """Move an annotating step without open queries to training; the one place that does.
+
+    Safe to call from every place that may have closed the last query (an answer, a claim
+    that finds nothing left, a selection whose queries all answered themselves): the row
+    lock makes exactly one caller move it. True if this call moved it.
+    """
+    step = AcquisitionStep.objects.select_for_update().get(pk=step_id)
+    if step.state != State.ANNOTATING or Query.objects.filter(step_id=step_id, status=Query.Status.OPEN).exists():
+        return False
+    step_transition(step=step, target=State.TRAINING)
+    return True
+
+
+@transaction.atomic
+def step_start(*, project: Project, user: User, force: bool = False) -> AcquisitionStep:
     """Start the next acquisition step of ``project`` with its current configuration.
 
     Raises StepConflict when another step is unfinished, when the training set is
@@ -97,7 +119,7 @@ def step_start(*, project, user, force: bool = False) -> AcquisitionStep:
 
 
 @transaction.atomic
-def step_cancel(*, step: AcquisitionStep, user, reason: str = "") -> AcquisitionStep:
+def step_cancel(*, step: AcquisitionStep, user: User, reason: str = "") -> AcquisitionStep:
     """Cancel now unless a live worker holds the phase; then flag it and the worker stops at its next report."""
     step = AcquisitionStep.objects.select_for_update().get(pk=step.pk)
     if step.state in FINAL:

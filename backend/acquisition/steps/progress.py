@@ -20,9 +20,9 @@ import time
 
 from django.db import DatabaseError, connection, connections
 
-from backend.acquisition import leases
 from backend.acquisition.events import publish_progress
-from backend.acquisition.services_steps import step_heartbeat, step_renew_lease
+from backend.acquisition.steps import leases
+from backend.acquisition.steps.services import step_heartbeat, step_renew_lease
 
 log = logging.getLogger(__name__)
 PUBLISH_EVERY = 0.5

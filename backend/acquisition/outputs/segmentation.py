@@ -4,31 +4,38 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from backend.acquisition import engine
+from backend.acquisition import ml_adapter
+from backend.acquisition.errors import StepConflict
 from backend.acquisition.events import publish_segmentation
 from backend.acquisition.models import Segmentation
+from backend.acquisition.outputs.export import load_npy, nifti_bytes
 from backend.acquisition.selectors import current_model
-from backend.acquisition.services_steps import StepConflict
+from backend.acquisition.states import GPU_QUEUE
+from backend.core import jobs
+
+if TYPE_CHECKING:  # annotations only
+    from django.contrib.auth.models import User
+
+    from backend.projects.models import Project
 
 log = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def segmentation_request(*, project, scan, user, model_version=None) -> Segmentation:
+def segmentation_request(*, project: Project, scan, user: User, model_version=None) -> Segmentation:
     """Queue the segmentation of ``scan`` by ``model_version`` (default: the project's current model)."""
     version = model_version or current_model(project)
     if version is None:
         raise StepConflict("the project has no trained model yet; run an acquisition step first", code="no_model")
     seg = Segmentation.objects.create(project=project, model_version=version, scan=scan, requested_by=user)
-    from backend.acquisition.tasks import segmentation_task, send
-
-    transaction.on_commit(lambda: send(segmentation_task, seg.id))
+    transaction.on_commit(lambda: jobs.send("acquisition.segment", seg.id, queue=GPU_QUEUE))
     return seg
 
 
@@ -40,7 +47,7 @@ def _npy(array: np.ndarray) -> ContentFile:
 
 def segmentation_run(*, segmentation_id: int) -> str:
     """Worker side: segment, report, store. Idempotent: a finished segmentation is left alone."""
-    from backend.acquisition.services_phases import local_checkpoint
+    from backend.acquisition.steps.phases import local_checkpoint
 
     taken = Segmentation.objects.filter(pk=segmentation_id, status__in=[Segmentation.Status.PENDING,
                                                                       Segmentation.Status.RUNNING]
@@ -49,11 +56,11 @@ def segmentation_run(*, segmentation_id: int) -> str:
         return "skipped"
     seg = Segmentation.objects.select_related("model_version", "scan", "project__label_set").get(pk=segmentation_id)
     try:
-        model = engine.load_model(local_checkpoint(seg.model_version))
-        hu = np.asarray(engine.scan_hu(seg.scan))
+        model = ml_adapter.load_model(local_checkpoint(seg.model_version))
+        hu = np.asarray(ml_adapter.scan_hu(seg.scan))
         steps = seg.model_version.step.mc_samples if seg.model_version.step else seg.project.mc_samples
-        labels, u = engine.segment_volume(hu, model, t_samples=steps)
-        rows = engine.report_rows(labels, hu, u, seg.scan.geometry, engine.label_set_of(seg.project.label_set),
+        labels, u = ml_adapter.segment_volume(hu, model, t_samples=steps)
+        rows = ml_adapter.report_rows(labels, hu, u, seg.scan.geometry, ml_adapter.label_set_of(seg.project.label_set),
                                   seg.model_version.calibration)
     except Exception as exc:  # noqa: BLE001 - recorded for the user
         log.exception("segmentation %s failed", segmentation_id)
@@ -71,3 +78,14 @@ def segmentation_run(*, segmentation_id: int) -> str:
         seg.save()
     publish_segmentation(seg)
     return "done"
+
+
+def segmentation_nifti(seg: Segmentation, *, labels: bool, original_grid: bool) -> bytes:
+    """The labels (uint8) or the uncertainty (float32) of a finished segmentation as NIfTI, on the
+    scan's working grid or resampled onto its original CT grid (nearest for labels, linear otherwise)."""
+    array = load_npy(seg.labels) if labels else load_npy(seg.uncertainty).astype("float32")
+    geometry = seg.scan.geometry
+    if original_grid:
+        geometry = seg.scan.original_geometry
+        array = ml_adapter.to_original_grid(array, seg.scan.geometry, geometry, labels=labels)
+    return nifti_bytes(array, geometry)

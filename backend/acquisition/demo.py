@@ -17,7 +17,7 @@ import hashlib
 import numpy as np
 from django.db import transaction
 
-from backend.acquisition import engine
+from backend.acquisition import ml_adapter
 
 DEMO_NAME = "Demo: phantom hips"
 FOV_MM = 360.0
@@ -44,7 +44,7 @@ def _phantom_scan(pool, seed: int, shape: tuple[int, int, int], label_set, user)
     existing = Scan.objects.filter(pool=pool, name=name).first()
     if existing is not None:
         return existing
-    hu, labels, geometry = engine.phantom_volume(seed, shape=shape, fov_mm=FOV_MM)
+    hu, labels, geometry = ml_adapter.phantom_volume(seed, shape=shape, fov_mm=FOV_MM)
     scan = Scan.objects.create(
         pool=pool, name=name, original_geometry=geometry, geometry=geometry, source_format="phantom",
         volume=save_array(hu, f"scans/phantoms/{name}.npy"), imported_by=user,
@@ -75,7 +75,7 @@ def phantom_project(
     Idempotent on ``name``. Phantom seeds are first_seed, first_seed + 1, ...; scans are
     named ``phantom-<seed>``, the last ``n_test`` are the project's test scans.
     """
-    from backend.acquisition.services_training import training_set_seed
+    from backend.acquisition.steps.training_set import training_set_seed
     from backend.imaging.models import Pool
     from backend.projects.models import DEFAULT_LABEL_SET_NAME, LabelSet, Membership, Project
 
@@ -105,7 +105,7 @@ def seed_demo_project(admin):
     ready for a first-time visitor within a few minutes.
     """
     from backend.acquisition.models import AcquisitionStep
-    from backend.acquisition.services_steps import step_start
+    from backend.acquisition.steps.services import step_start
 
     project = phantom_project(name=DEMO_NAME, admin=admin, n_pool=3, n_test=1, shape=(24, 128, 128),
                               seed_fraction=DEMO_SEED_FRACTION, network_profile=DEMO_PROFILE,
@@ -120,4 +120,4 @@ def reference_slice(scan, z: int) -> np.ndarray:
     from backend.imaging.models import ReferenceLabelMap
 
     ref = ReferenceLabelMap.objects.filter(scan=scan).first()
-    return np.asarray(engine.reference_labels(ref)[z])
+    return np.asarray(ml_adapter.reference_labels(ref)[z])

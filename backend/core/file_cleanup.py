@@ -15,7 +15,6 @@ young file without a row may be on its way: ``orphans`` ignores files younger th
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -109,20 +108,6 @@ def delete_unreferenced(names: Iterable[str]) -> list[str]:
     return deleted
 
 
-def remove_staging_after_commit(folders: Iterable[str]) -> None:
-    """Remove import staging folders (uploaded files) once the transaction commits."""
-    root = Path(settings.MYOLABEL_STAGING_DIR).resolve()
-    # Only folders under the staging root: a job row must never make us remove anything else.
-    inside = [Path(f) for f in folders if f and Path(f).resolve().is_relative_to(root) and Path(f).resolve() != root]
-    if inside:
-        transaction.on_commit(lambda: _remove_folders(inside), robust=True)
-
-
-def _remove_folders(folders: list[Path]) -> None:
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 # --- orphans ---------------------------------------------------------------------------------
 
 
@@ -146,16 +131,3 @@ def orphans(*, min_age: timedelta) -> list[str]:
         if name not in known and (min_age <= timedelta(0) or default_storage.get_modified_time(name) <= cutoff):
             found.append(name)
     return sorted(found)
-
-
-def orphan_staging_folders(*, min_age: timedelta) -> list[Path]:
-    """Staging folders (uploads) of no import job and older than ``min_age``."""
-    root = Path(settings.MYOLABEL_STAGING_DIR)
-    if not root.is_dir():
-        return []
-    from backend.imaging.models import ImportJob
-
-    known = {Path(p).resolve() for p in ImportJob.objects.values_list("staging_dir", flat=True)}
-    cutoff = (timezone.now() - min_age).timestamp()
-    return sorted(p for p in root.iterdir()
-                  if p.is_dir() and p.resolve() not in known and (min_age <= timedelta(0) or p.stat().st_mtime <= cutoff))

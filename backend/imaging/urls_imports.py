@@ -3,7 +3,7 @@
 from django.urls import path
 
 import backend.core.ids  # noqa: F401  (registers the <id:...> converter)
-from backend.imaging.uploads import (
+from backend.imaging.apis_imports import (
     ImportChunkApi,
     ImportCompleteApi,
     ImportCreateApi,
