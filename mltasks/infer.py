@@ -14,6 +14,7 @@ Var(c) = S2 / T - pbar^2 (clamped at 0), u = sum_c Var(c).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 from mltasks.errors import BadNetConfig
 from mltasks.fold import FastMC
 from mltasks.geometry import Geometry
+from mltasks.netgrid import NetworkGrid
 from mltasks.nets import UNet
 from mltasks.postprocess import keep_largest_components
 from mltasks.preprocess import preprocess_volume, resample
@@ -91,9 +93,73 @@ def mc_predict_slices(
         t_samples: T, MC samples per slice.
         batch_size: slices per network batch (4-8 is fastest on CPU).
         seed: seed of the dropout masks (same seed, same result).
-        return_probs: also return the (N, C, H, W) mean softmax (memory: N x C x H x W floats).
+        return_probs: also return the (N, C, H, W) mean softmax (memory: N x C x H x W
+            floats; ``iter_mc_batches`` gives them one batch at a time instead).
         fast: use ``FastMC``; False runs the module itself in MC mode (reference path).
         on_progress: phase "predict", done = slices finished.
+    """
+    if slices.ndim != 3:
+        raise BadNetConfig(f"slices must be (N, H, W), got shape {slices.shape}")
+    n = slices.shape[0]
+    labels = np.empty(slices.shape, np.uint8)
+    u = np.empty(slices.shape, np.float32)
+    desc = np.empty((n, model.config.descriptor_size), np.float32)
+    probs = (
+        np.empty((n, model.config.n_classes, *slices.shape[1:]), np.float32)
+        if return_probs
+        else None
+    )
+    batches = iter_mc_batches(slices, model, t_samples=t_samples, batch_size=batch_size, seed=seed,
+                              fast=fast, on_progress=on_progress)  # fmt: skip
+    for batch in batches:
+        sl = slice(batch.start, batch.stop)
+        labels[sl] = batch.mean_probs.argmax(1).astype(np.uint8)
+        u[sl] = batch.pixel_uncertainty
+        desc[sl] = batch.descriptors
+        if probs is not None:
+            probs[sl] = batch.mean_probs
+    return SlicePrediction(labels, u, desc, probs)
+
+
+@dataclass
+class McBatch:
+    """MC-dropout statistics of slices ``start`` .. ``stop - 1`` (B = stop - start).
+
+    Attributes:
+        mean_probs: (B, C, H, W) float32 mean softmax pbar.
+        pixel_uncertainty: (B, H, W) float32 u = sum_c Var(c).
+        descriptors: (B, d) float32 bottleneck features averaged over the slice and the T samples.
+    """
+
+    start: int
+    stop: int
+    mean_probs: np.ndarray
+    pixel_uncertainty: np.ndarray
+    descriptors: np.ndarray
+
+
+def iter_mc_batches(
+    slices: np.ndarray,
+    model: UNet,
+    *,
+    t_samples: int = 10,
+    batch_size: int = 8,
+    seed: int = 0,
+    fast: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[McBatch]:
+    """MC-dropout prediction, one network batch at a time, mean probabilities included.
+
+    The same masks and numbers as ``mc_predict_slices`` with the same arguments, but
+    memory stays at one batch: a caller that brings probabilities back to a finer grid
+    (``mltasks.netgrid.NetworkGrid.to_working``) never holds N x C x H x W floats.
+
+    Args:
+        slices: (N, H, W) float32 in [0, 1] on the network grid.
+        t_samples, batch_size, seed, fast: as ``mc_predict_slices``.
+        on_progress: phase "predict", done = slices finished (reported after each batch).
+    Yields:
+        ``McBatch`` in slice order.
     """
     if slices.ndim != 3:
         raise BadNetConfig(f"slices must be (N, H, W), got shape {slices.shape}")
@@ -103,27 +169,52 @@ def mc_predict_slices(
     sampler = _Sampler(
         model, generator, fast=fast and bayesian and model.config.depth >= 2, bayesian=bayesian
     )
-    labels = np.empty(slices.shape, np.uint8)
-    u = np.empty(slices.shape, np.float32)
-    desc = np.empty((n, model.config.descriptor_size), np.float32)
-    probs = (
-        np.empty((n, model.config.n_classes, *slices.shape[1:]), np.float32)
-        if return_probs
-        else None
-    )
     report(on_progress, "predict", 0, n)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        x = torch.from_numpy(np.ascontiguousarray(slices[start:stop], dtype=np.float32))[:, None]
-        mean, var_sum, features = sampler.run(x, t_samples if bayesian else 1)
-        labels[start:stop] = mean.argmax(1).to(torch.uint8).numpy()
-        u[start:stop] = var_sum.numpy()
-        desc[start:stop] = features.numpy()
-        if probs is not None:
-            probs[start:stop] = mean.numpy()
-        report(on_progress, "predict", stop, n)
-    model.set_generator(None)
-    return SlicePrediction(labels, u, desc, probs)
+    try:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            x = torch.from_numpy(np.ascontiguousarray(slices[start:stop], dtype=np.float32))[:, None]
+            mean, var_sum, features = sampler.run(x, t_samples if bayesian else 1)
+            yield McBatch(start, stop, mean.numpy(), var_sum.numpy(), features.numpy())
+            report(on_progress, "predict", stop, n)
+    finally:
+        model.set_generator(None)
+
+
+def predict_working_slices(
+    hu_slices: np.ndarray,
+    model: UNet,
+    grid: NetworkGrid,
+    *,
+    t_samples: int = 10,
+    batch_size: int = 8,
+    seed: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MC-dropout segmentation of working-grid HU slices, at the working grid's resolution.
+
+    The slices go to the network grid (``grid.images_to_network``), then through the
+    net batch by batch; each batch's mean probabilities go back to the working grid
+    (``NetworkGrid.to_working``: argmax of the upsampled probabilities, bilinear u)
+    before the next batch runs, so memory holds one batch's probabilities, never the
+    volume's. Same masks as ``mc_predict_slices`` on the network images.
+
+    Args:
+        hu_slices: (n, H, W) HU on the working grid (a whole volume, or some slices).
+        model: a ``UNet`` whose depth fits ``grid``'s padding.
+        grid: the scan's network grid.
+        t_samples, batch_size, seed, on_progress: as ``iter_mc_batches``.
+    Returns:
+        (labels (n, H, W) uint8, u (n, H, W) float32) on the working grid.
+    """
+    images = grid.images_to_network(hu_slices)
+    labels = np.empty((images.shape[0], *grid.working_shape), np.uint8)
+    u = np.empty((images.shape[0], *grid.working_shape), np.float32)
+    batches = iter_mc_batches(images, model, t_samples=t_samples, batch_size=batch_size, seed=seed,
+                              on_progress=on_progress)  # fmt: skip
+    for b in batches:
+        labels[b.start:b.stop], u[b.start:b.stop] = grid.to_working(b.mean_probs, b.pixel_uncertainty)
+    return labels, u
 
 
 class _Sampler:

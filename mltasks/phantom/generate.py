@@ -10,6 +10,7 @@ import numpy as np
 from mltasks.geometry import Geometry
 from mltasks.labels import LabelSet, default_label_set
 from mltasks.phantom import anatomy, intensity
+from mltasks.phantom.arms import add_arms, sample_arms
 from mltasks.phantom.intensity import upsample
 from mltasks.phantom.params import SIDES, PatientParams, sample_params
 from mltasks.phantom.slices import SideModel, SiteInfo, leg_to_hip, rasterise
@@ -129,6 +130,7 @@ def generate_phantom(
     spacing: tuple[float, float, float] | None = None,
     sided: bool = False,
     calibration_phantom: bool = False,
+    arms: bool = False,
     noise: bool = True,
     streaks: bool = False,
     on_progress: ProgressCallback | None = None,
@@ -148,6 +150,9 @@ def generate_phantom(
         spacing: (z, y, x) mm; None for the default above.
         sided: left and right structures get their own label values.
         calibration_phantom: put a block with dense rods between back and table.
+        arms: put both arms beside the body, above the table (``mltasks.phantom.arms``):
+            tissue outside the body mask, without labels; the body is unchanged.
+            Use a wide field of view (e.g. 500 mm), or they are cut at its edge.
         noise: add CT noise (streaks need it too); False keeps blur only.
         streaks: add streak artefacts between the dense bones.
     Returns:
@@ -195,6 +200,8 @@ def generate_phantom(
     label_set = default_label_set(sided=sided)
     labels = _labels(site, bone, side_of, sites, label_set, sided)
     _keep_largest(labels, side_of, tissue, site, bone)
+    if arms:
+        add_arms(tissue, xs, ys, zs, p, sample_arms(p))
     origin = (float(xs[0]), float(ys[0]), float(zs[0]))
     geometry = Geometry(shape=(nz, ny, nx), spacing=(sz, sy, sx), origin=origin)
     hu_clean = intensity.tissue_model(tissue, site, sites, side_of, p, geometry)

@@ -76,6 +76,7 @@ def tissue_model(tissue: np.ndarray, site: np.ndarray, sites: list[SiteInfo], si
     coarse = _coarse_field(rng, tissue.shape, (sz, sy, sx))
     amp = np.zeros(N_TISSUES, np.float32)
     amp[[T.MUSCLE, T.CORTEX, T.CANCELLOUS, T.MARROW, T.FAT, T.SUBQ_FAT]] = (5.0, 60.0, 35.0, 35.0, 6.0, 6.0)
+    amp[[T.ARM_MUSCLE, T.ARM_CORTEX, T.ARM_MARROW, T.ARM_FAT]] = (5.0, 60.0, 35.0, 6.0)
     hu = base_hu(p).astype(np.float32)[tissue]
     hu += amp[tissue] * fine
     offset = np.zeros(512, np.float32)

@@ -29,10 +29,16 @@ class T(IntEnum):
     TABLE_FOAM = 16
     BLOCK = 17
     ROD = 18  # ROD + i for rod i (5 rods)
+    # the patient's arms (``mltasks.phantom.arms``): tissue outside the body mask
+    ARM_SKIN = 23
+    ARM_FAT = 24
+    ARM_MUSCLE = 25
+    ARM_CORTEX = 26
+    ARM_MARROW = 27
 
 
-N_TISSUES = int(T.ROD) + 5
-BONE = (T.CORTEX, T.CANCELLOUS, T.MARROW)
+N_TISSUES = int(T.ARM_MARROW) + 1
+BONE = (T.CORTEX, T.CANCELLOUS, T.MARROW, T.ARM_CORTEX, T.ARM_MARROW)
 
 
 def base_hu(p: PatientParams) -> np.ndarray:
@@ -57,4 +63,9 @@ def base_hu(p: PatientParams) -> np.ndarray:
     hu[T.TABLE_FOAM] = -880.0
     hu[T.BLOCK] = 15.0
     hu[T.ROD : T.ROD + 5] = p.phantom_rods
+    hu[T.ARM_SKIN] = hu[T.SKIN]
+    hu[T.ARM_FAT] = hu[T.SUBQ_FAT]
+    hu[T.ARM_MUSCLE] = hu[T.MUSCLE]
+    hu[T.ARM_CORTEX] = hu[T.CORTEX]
+    hu[T.ARM_MARROW] = hu[T.MARROW]
     return hu
