@@ -2,9 +2,18 @@
 
 One random affine per slice, applied to image and labels alike with
 ``torch.nn.functional.affine_grid`` + ``grid_sample`` (batched): bilinear for
-the image, nearest neighbour for the labels. Ranges: translation +-25 % of the
-matrix, rotation +-10 deg, isotropic scaling +-35 %, shear +-pi/8 rad, and a
-left-right flip that also swaps sided label values (``LabelSet.flip_lut``).
+the image, nearest neighbour for the labels, and a left-right flip that also
+swaps sided label values (``LabelSet.flip_lut``).
+
+Two named presets (``AUGMENT_PRESETS``, ``augment_preset``):
+
+- ``paper``: the paper's ranges, for generalising across patients: translation
+  +-25 % of the matrix, rotation +-10 deg, isotropic scaling +-35 %, shear
+  +-pi/8 rad. ``AugmentConfig()`` is this preset.
+- ``within_scan``: milder ranges for learning the rest of one scan from a few of
+  its slices, where every slice shares the patient's position, size and shape:
+  translation +-5 %, rotation +-5 deg, scaling +-10 %, shear +-0.05 rad, flip.
+  docs/learning.md measures both.
 
 Choosing parameters (``sample_params``, seeded) is separate from applying them
 (``apply_augmentation``, deterministic), so the geometry is testable.
@@ -36,6 +45,27 @@ class AugmentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def paper(cls) -> AugmentConfig:
+        """The paper's ranges (method.md §2): generalising across patients."""
+        return cls()
+
+    @classmethod
+    def within_scan(cls) -> AugmentConfig:
+        """Milder ranges for learning within one scan (module docstring)."""
+        return cls(translation=0.05, rotation_deg=5.0, scaling=0.10, shear_rad=0.05, flip=True)
+
+
+AUGMENT_PRESETS = ("paper", "within_scan")
+
+
+def augment_preset(name: str) -> AugmentConfig:
+    """The ``AugmentConfig`` of a preset name ("paper" or "within_scan")."""
+    if name not in AUGMENT_PRESETS:
+        msg = f"unknown augmentation preset {name!r}; choose one of {', '.join(AUGMENT_PRESETS)}"
+        raise InvalidArray(msg)
+    return getattr(AugmentConfig, name)()
 
 
 @dataclass(frozen=True)

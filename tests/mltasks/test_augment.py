@@ -6,6 +6,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from mltasks.augment import (
@@ -13,8 +14,10 @@ from mltasks.augment import (
     AugmentParams,
     apply_augmentation,
     augment_batch,
+    augment_preset,
     sample_params,
 )
+from mltasks.errors import InvalidArray
 from mltasks.labels import default_label_set
 
 
@@ -115,3 +118,25 @@ def test_augment_batch_is_reproducible_for_a_seed():
     two = augment_batch(images, labels, torch.Generator().manual_seed(9))
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
     assert np.unique(one[1].numpy()).tolist() in ([0, 3], [0])
+
+
+def test_the_paper_preset_is_the_default_and_within_scan_is_milder():
+    assert AugmentConfig.paper() == AugmentConfig() == augment_preset("paper")
+    mild = augment_preset("within_scan")
+    assert mild == AugmentConfig.within_scan()
+    paper = AugmentConfig.paper()
+    for name in ("translation", "rotation_deg", "scaling", "shear_rad"):
+        assert 0 < getattr(mild, name) < getattr(paper, name)
+
+
+def test_within_scan_parameters_stay_in_its_ranges():
+    p = sample_params(500, torch.Generator().manual_seed(5), config=AugmentConfig.within_scan())
+    assert p.tx.abs().max() <= 0.05 and p.ty.abs().max() <= 0.05
+    assert p.angle.abs().max() <= math.radians(5) + 1e-6 and p.shear.abs().max() <= 0.05 + 1e-6
+    assert 0.9 - 1e-6 <= p.scale.min() and p.scale.max() <= 1.1 + 1e-6
+    assert p.tx.abs().max() > 0.045  # the range is used
+
+
+def test_an_unknown_preset_is_refused_with_the_choices():
+    with pytest.raises(InvalidArray, match="unknown augmentation preset 'strong'; choose one of paper, within_scan"):
+        augment_preset("strong")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,18 +12,22 @@ import torch
 from mltasks.checkpoint import load_checkpoint, load_model, save_checkpoint
 from mltasks.errors import InvalidCheckpoint, InvalidTrainingData
 from mltasks.labels import default_label_set
+from mltasks.losses import class_weights_from_labels
 from mltasks.nets import UNet, profile
+from mltasks.stopping import RunState
 from mltasks.train import (
     TrainConfig,
     dice_per_class,
+    epoch_order,
     predict_labels,
     segmentation_loss,
+    split_by_position,
     split_validation,
     train,
 )
 
 CFG = profile("tiny", n_classes=3, width=4, matrix=32)
-FAST = TrainConfig(batch_size=4, max_epochs=2, patience=0, val_samples=2, augment=True)
+FAST = TrainConfig(min_batches_per_epoch=0, batch_size=4, max_epochs=2, patience=0, val_samples=2, augment=True)
 
 
 def disks(n: int = 10, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +158,7 @@ def test_warm_start_uses_the_given_weights():
         images,
         labels,
         CFG,
-        config=TrainConfig(lr=0.0, max_epochs=1, batch_size=4),
+        config=TrainConfig(min_batches_per_epoch=0, lr=0.0, max_epochs=1, batch_size=4),
         init_model=start,
     )
     weights = {
@@ -167,7 +172,7 @@ def test_warm_start_uses_the_given_weights():
 def test_early_stopping_stops_when_validation_stalls():
     images, labels = disks(n=6)
     events = []
-    config = TrainConfig(lr=0.0, max_epochs=20, patience=2, batch_size=4, augment=False)
+    config = TrainConfig(min_batches_per_epoch=0, lr=0.0, max_epochs=20, patience=2, batch_size=4, augment=False)
     result = train(images, labels, CFG, config=config, on_progress=events.append)
     dice = [h["val_dice"] for h in result.history]
     assert result.stopped_early and len(dice) == result.best_epoch + 2 < 20
@@ -181,7 +186,7 @@ def test_early_stopping_stops_when_validation_stalls():
 def test_training_learns_bright_disks():
     images, labels = disks(n=24, seed=3)
     config = TrainConfig(
-        lr=3e-3, batch_size=4, max_epochs=12, patience=0, augment=False, val_samples=2
+        lr=3e-3, batch_size=4, max_epochs=12, patience=0, augment=False, val_samples=2, min_batches_per_epoch=0
     )
     result = train(images, labels, profile("tiny", n_classes=3, matrix=32), config=config)
     assert result.best_dice > 0.8
@@ -216,3 +221,217 @@ def test_validation_predicts_in_mc_mode_with_dropout_active():
     assert not np.array_equal(a, b)  # dropout masks differ between seeds
     assert np.array_equal(a, predict_labels(model, x, samples=1, seed=1, batch_size=4))
     assert model.training  # the caller's mode is restored
+
+
+# --- honest validation: slices held out by position -------------------------------------
+
+
+def _too_close(keys: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, gap: int) -> bool:
+    for v in val_idx:
+        same = keys[train_idx, 0] == keys[v, 0]
+        if (np.abs(keys[train_idx, 1] - keys[v, 1])[same] <= gap).any():
+            return True
+    return False
+
+
+def test_no_validation_slice_lies_next_to_a_training_slice():
+    rng = np.random.default_rng(0)
+    for seed in range(40):
+        z = np.sort(rng.choice(60, size=14, replace=False))
+        keys = np.stack([rng.integers(0, 2, 14), z], axis=1)
+        tr, va = split_by_position(keys, 0.25, seed, gap=1)
+        assert not set(tr) & set(va) and set(tr) | set(va) <= set(range(14))
+        assert va.size >= 1 and not _too_close(keys, tr, va, gap=1)
+
+
+def test_whole_runs_of_neighbours_validate_together():
+    z = np.array([3, 4, 5, 20, 30, 40, 50, 60, 70, 80])  # 3-5 is one run
+    tr, va = split_by_position(z, 0.3, seed=2)
+    assert not _too_close(np.stack([np.zeros(10, int), z], 1), tr, va, gap=1)
+    assert {0, 1, 2} <= set(va.tolist()) or not {0, 1, 2} & set(va.tolist())
+    assert va.size == 3 and tr.size == 7
+
+
+def test_one_contiguous_block_is_cut_with_a_slice_left_out():
+    tr, va = split_by_position(np.arange(10), 0.2, seed=0)
+    assert va.tolist() == [8, 9] and tr.tolist() == list(range(7))  # slice 7 in neither
+
+
+def test_nothing_is_held_out_when_no_slice_can_be_honest():
+    tr, va = split_by_position(np.array([4, 5]), 0.5, seed=0)
+    assert tr.tolist() == [0, 1] and va.size == 0
+
+
+def test_bad_slice_keys_are_refused_with_the_shape_expected():
+    with pytest.raises(InvalidTrainingData, match=r"slice_keys must be 3 integer rows \(volume, z\)"):
+        split_by_position(np.zeros((3, 3), int), 0.2, seed=0)
+
+
+def test_train_holds_out_by_position_when_given_slice_keys():
+    images, labels = disks(n=10)
+    config = TrainConfig(min_batches_per_epoch=0, batch_size=4, max_epochs=1, val_samples=1)
+    result = train(images, labels, CFG, config=config, slice_keys=np.arange(10))
+    assert (result.n_train, result.n_val) == (7, 2)
+    result = train(images, labels, CFG, config=config, slice_keys=np.arange(0, 30, 3))
+    assert (result.n_train, result.n_val) == (8, 2)
+
+
+# --- stopping: patience rule, minimum epochs, budgets ------------------------------------
+
+
+def _run_state_after(losses, vals, config):
+    run = RunState()
+    model = UNet(CFG)
+    for epoch, (loss, val) in enumerate(zip(losses, vals, strict=True), start=1):
+        run.update(epoch, loss, val, model, config, per_class=(None, None))
+        if run.stopped_early:
+            break
+    return run
+
+
+def test_patience_waits_while_the_training_loss_still_falls():
+    losses = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.5, 0.5, 0.5]
+    vals = [0.1] + [0.05] * 8  # validation never improves after epoch 1
+    rule = TrainConfig(patience=2, patience_rule="val_and_loss")
+    assert _run_state_after(losses, vals, rule).epoch == 8  # two flat-loss epochs after 6
+    assert _run_state_after(losses, vals, replace(rule, patience_rule="val")).epoch == 3
+
+
+def test_a_loss_fall_below_the_minimum_delta_does_not_count_as_improving():
+    losses = [1.0, 0.999, 0.998, 0.997]
+    vals = [0.1, 0.0, 0.0, 0.0]
+    config = TrainConfig(patience=2, loss_min_delta=0.01)
+    assert _run_state_after(losses, vals, config).epoch == 3
+
+
+def test_patience_never_stops_before_min_epochs():
+    images, labels = disks(n=6)
+    config = TrainConfig(min_batches_per_epoch=0, lr=0.0, max_epochs=20, patience=1, min_epochs=5, batch_size=4,
+                         augment=False, patience_rule="val")  # fmt: skip
+    result = train(images, labels, CFG, config=config)
+    assert result.epochs == 5 and result.stop_reason == "patience" and result.stopped_early
+
+
+def test_a_stalled_validation_with_a_falling_loss_runs_to_the_epoch_budget():
+    images, labels = disks(n=8, seed=1)
+    blind = (images[:2], np.full_like(labels[:2], 255))  # held-out Dice stays 0
+    config = TrainConfig(lr=3e-3, max_epochs=6, patience=2, batch_size=4, augment=False,
+                         val_samples=1, min_batches_per_epoch=4, loss_min_delta=0.0)  # fmt: skip
+    result = train(images, labels, CFG, config=config, validation=blind)
+    assert result.stop_reason == "max_epochs" and result.epochs == 6 == result.max_epochs
+    stopped = train(images, labels, CFG, config=replace(config, patience_rule="val"), validation=blind)
+    assert stopped.stop_reason == "patience" and stopped.epochs == 3
+
+
+def test_the_result_reports_both_budgets_and_which_one_ended_the_run():
+    images, labels = disks(n=6)
+    by_time = train(images, labels, CFG, config=TrainConfig(max_epochs=50, batch_size=4, max_seconds=1e-9))
+    assert by_time.stop_reason == "max_seconds" and by_time.epochs == 1
+    assert by_time.max_epochs == 50 and by_time.max_seconds == 1e-9 and by_time.seconds > 0
+    by_epochs = train(images, labels, CFG, config=replace(FAST, max_seconds=600.0))
+    assert by_epochs.stop_reason == "max_epochs" and by_epochs.epochs == 2 and by_epochs.seconds < 600
+    assert [h["epoch"] for h in by_epochs.history] == [1, 2]
+    assert by_epochs.history[0]["seconds"] <= by_epochs.history[1]["seconds"]
+
+
+def test_the_seconds_budget_counts_the_time_before_a_resume(tmp_path):
+    images, labels = disks(n=6)
+    ckpt = tmp_path / "run.pt"
+    config = TrainConfig(batch_size=4, max_epochs=3, patience=0, val_samples=1)
+    first = train(images, labels, CFG, config=config, checkpoint_path=ckpt, max_epochs=1)
+    resumed = train(images, labels, CFG, config=config, checkpoint_path=ckpt, resume=True, max_epochs=3)
+    assert resumed.epochs == 3 and resumed.seconds > first.seconds
+    assert load_checkpoint(ckpt)["run"]["seconds"] == pytest.approx(resumed.seconds)
+
+
+def test_a_resumed_run_whose_seconds_are_spent_trains_no_further(tmp_path):
+    images, labels = disks(n=6)
+    ckpt = tmp_path / "run.pt"
+    config = TrainConfig(batch_size=4, max_epochs=5, max_seconds=1e-9, val_samples=1)
+    train(images, labels, CFG, config=config, checkpoint_path=ckpt)
+    resumed = train(images, labels, CFG, config=config, checkpoint_path=ckpt, resume=True)
+    assert resumed.epochs == 1 and resumed.stop_reason == "max_seconds"
+
+
+def test_a_small_training_set_repeats_to_the_minimum_batches_per_epoch():
+    gen = torch.Generator().manual_seed(0)
+    order = epoch_order(5, 4, 6, gen)
+    assert order.numel() == 24
+    passes = [order[i : i + 5] for i in range(0, 20, 5)]
+    assert all(sorted(p.tolist()) == list(range(5)) for p in passes)  # whole passes in fresh orders
+    assert sorted(epoch_order(30, 4, 6, gen).tolist()) == list(range(30))  # big sets: one pass
+
+
+def test_the_result_keeps_the_held_out_dice_and_precision_of_every_class():
+    images, labels = disks(n=10)
+    result = train(images, labels, CFG, config=FAST)
+    assert result.val_dice_per_class.shape == (3,) == result.val_precision_per_class.shape
+    assert np.nanmean(result.val_dice_per_class[1:]) == pytest.approx(result.best_dice)
+
+
+def test_training_settings_with_unknown_names_are_refused():
+    with pytest.raises(InvalidTrainingData, match="patience_rule 'sometimes' is not one of val_and_loss, val"):
+        TrainConfig(patience_rule="sometimes")
+    with pytest.raises(InvalidTrainingData, match="augment_preset 'strong' is not one of paper, within_scan"):
+        TrainConfig(augment_preset="strong")
+    with pytest.raises(InvalidTrainingData, match="none may be negative"):
+        TrainConfig(min_epochs=-1)
+
+
+# --- the loss: small structures --------------------------------------------------------
+
+
+def test_class_weights_are_inverse_frequency_capped():
+    labels = np.zeros((1, 10, 10), np.uint8)
+    labels[0, 0, :20 // 2] = 1  # 10 pixels of class 1
+    labels[0, 1, :2] = 2  # 2 pixels of class 2
+    labels[0, 9, :] = 255  # unlabelled: not counted
+    weights = class_weights_from_labels(labels, 4, cap=10.0)
+    assert weights.tolist() == pytest.approx([1.0, 78 / 10, 10.0, 10.0])  # 78 background pixels
+
+
+def test_weighted_cross_entropy_is_the_weighted_mean_over_labelled_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 4, 4)
+    labels = torch.randint(0, 3, (1, 4, 4))
+    labels[0, 0, 0] = 255
+    weights = torch.tensor([1.0, 2.0, 5.0])
+    loss = segmentation_loss(logits, labels, dice_weight=0, class_weights=weights)
+    valid = labels != 255
+    ce = -torch.log_softmax(logits, 1).gather(1, labels.clamp(max=2)[:, None])[:, 0]
+    w = weights[labels.clamp(max=2)]
+    assert loss.item() == pytest.approx(float((ce * w)[valid].sum() / w[valid].sum()), rel=1e-5)
+
+
+def test_present_dice_ignores_classes_absent_from_the_labels():
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, :2, :2] = 1  # class 2 absent
+    logits = torch.zeros(1, 3, 4, 4)
+    other = logits.clone()
+    other[:, 2] = 3.0  # much more mass on the absent class 2
+
+    def dice_term(lg, mode):
+        return (segmentation_loss(lg, labels, dice_classes=mode)
+                - segmentation_loss(lg, labels, dice_weight=0)).item()  # fmt: skip
+
+    probs = torch.softmax(other, 1)
+    inter = float(probs[0, 1][labels[0] == 1].sum())
+    expected = 1 - (2 * inter + 1) / (float(probs[0, 1].sum()) + 4 + 1)
+    assert dice_term(other, "present") == pytest.approx(expected, rel=1e-5)
+    assert dice_term(other, "all") != pytest.approx(dice_term(other, "present"))
+
+
+def test_a_batch_of_background_only_has_no_present_dice_term():
+    logits = torch.randn(1, 3, 4, 4)
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    assert segmentation_loss(logits, labels, dice_classes="present").item() == pytest.approx(
+        segmentation_loss(logits, labels, dice_weight=0).item()
+    )
+
+
+def test_training_with_class_weights_and_the_within_scan_preset_learns_disks():
+    images, labels = disks(n=24, seed=3)
+    config = TrainConfig(min_batches_per_epoch=0, lr=3e-3, batch_size=4, max_epochs=12, patience=0, val_samples=2,
+                         class_weighting="inverse_frequency", augment_preset="within_scan")  # fmt: skip
+    result = train(images, labels, profile("tiny", n_classes=3, matrix=32), config=config)
+    assert result.best_dice > 0.7
