@@ -22,7 +22,8 @@ from backend.acquisition.demo import phantom_project
 admin = User.objects.get(username="it-admin")
 project = phantom_project(name="it-kill", admin=admin, n_pool=1, n_test=0, shape=(12, 64, 64),
     seed_fraction=0.25, network_profile="tiny", network_config={"max_epochs": 100, "batch_size": 8,
-    "patience": 0, "augment": False, "val_samples": 2}, slices_per_step=2, k_uncertain=4, mc_samples=2, tau=1e-3)
+    "patience": 0, "augment": False, "val_samples": 2, "min_batches_per_epoch": 1},
+    slices_per_step=2, k_uncertain=4, mc_samples=2, tau=1e-3)
 print(json.dumps({"project": project.id}))
 """
 
