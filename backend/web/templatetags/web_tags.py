@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 
 from backend.imaging.slices import DEFAULT_PRESET, WINDOW_PRESETS
-from backend.projects.access import projects_visible_to, role_in, scans_visible_to
+from backend.projects.access import leads_somewhere, projects_visible_to, role_in, scans_visible_to
 from backend.projects.models import ROLE_RANK, Membership
 
 register = template.Library()
@@ -32,9 +32,7 @@ def leads_a_project(user) -> bool:
     """Whether the pools-and-users page is open to ``user`` (staff, or lead/admin somewhere)."""
     if not user.is_authenticated:
         return False
-    if user.is_staff or user.is_superuser:
-        return True
-    return Membership.objects.filter(user=user, role__in=[Membership.Role.LEAD, Membership.Role.ADMIN]).exists()
+    return user.is_staff or leads_somewhere(user)
 
 
 _PRESET_NAMES = {"soft": "Soft tissue", "bone": "Bone"}
