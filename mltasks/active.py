@@ -23,16 +23,15 @@ from mltasks.labels import LabelSet
 from mltasks.metrics import evaluate_volume
 from mltasks.nets import NetConfig, UNet
 from mltasks.postprocess import keep_largest_components
-from mltasks.progress import ProgressCallback, report
+from mltasks.progress import ProgressCallback
+from mltasks.ranking import DEFAULT_RESCORE_FACTOR, DEFAULT_T_CHEAP, rank_pool
 from mltasks.step import (
     ScoredSlices,
-    SliceRanking,
     StepPlan,
     choose_slices,
     chosen_maps,
     query_masks,
     score_slices,
-    slice_chunks,
 )
 from mltasks.train import TrainConfig, TrainResult, train
 from mltasks.uncertainty import structure_wise_variance
@@ -55,7 +54,10 @@ class ALConfig:
         n_select: |D_r|, slices added per step.
         candidate_factor: |D_c| = ceil(candidate_factor * n_select) (**choice**: 2,
             as Yang et al. 2017 took 16 uncertain and kept 8).
-        t_samples: MC dropout samples per slice.
+        t_samples: MC dropout samples per slice (T) of the candidates and chosen slices.
+        t_cheap: MC samples of the ranking's cheap pass over every unlabelled slice.
+        rescore_factor: the top rescore_factor x |D_c| slices of the cheap pass are
+            scored again with T (``mltasks.ranking``).
         batch_size: slices per network batch.
         seed: seed of MC dropout and of the random baselines (mixed with the step).
         net: architecture used when ``retrain`` starts without a model.
@@ -68,6 +70,8 @@ class ALConfig:
     n_select: int = 10
     candidate_factor: float = 2.0
     t_samples: int = 10
+    t_cheap: int = DEFAULT_T_CHEAP
+    rescore_factor: float = DEFAULT_RESCORE_FACTOR
     batch_size: int = 8
     seed: int = 0
     net: NetConfig | None = None
@@ -178,15 +182,18 @@ def propose_queries(
 ) -> list[Query]:
     """One acquisition step: the slices and pixels to send to the expert.
 
-    Runs the step code the worker runs (``mltasks.step``): every volume's unlabelled
-    slices scored in chunks, D_c and D_r chosen, the pixel query of each chosen slice.
+    Runs the step code the worker runs (``mltasks.ranking``, ``mltasks.step``): every
+    volume's unlabelled slices ranked in chunks (a cheap pass of ``t_cheap`` samples,
+    then the full T for the top ``rescore_factor`` x |D_c|), D_c and D_r chosen, the
+    pixel query of each chosen slice.
 
     Args:
         model: the current (Bayesian) network.
         pool: all pool slices; only unlabelled ones are considered.
         config: strategy, tau, n_select, ...
         step: step number, mixed into the seeds so steps differ reproducibly.
-        on_progress: phase "predict", done = unlabelled slices scored.
+        on_progress: phase "rank" (``mltasks.ranking.rank_pool``), done = slices scored
+            over the cheap and the full pass.
     Returns:
         Queries in the order chosen (D_r's greedy order; drawn order for random
         slices); fewer than ``n_select`` when the pool runs out, none when empty.
@@ -196,31 +203,33 @@ def propose_queries(
         return []
     seed = step_seed(config.seed, step)
     plan = config.plan
-    ranking = SliceRanking(keep=plan.n_candidates)
     volumes = np.zeros(pool.labelled.shape, np.int64) if pool.volumes is None else pool.volumes
-    done = 0
-    for volume in np.unique(volumes[unl]):
-        for chunk in slice_chunks(unl[volumes[unl] == volume]):
-            ranking.add([(i,) for i in chunk], _score(model, pool, chunk, config, seed))
-            done += len(chunk)
-            report(on_progress, "predict", done, unl.size)
+    groups = [(int(v), [int(i) for i in unl[volumes[unl] == v]]) for v in np.unique(volumes[unl])]
+
+    def score(volume: int, indices: list[int], t_samples: int, maps: bool) -> ScoredSlices:
+        return _score(model, pool, indices, config, seed, t_samples)
+
+    ranking = rank_pool(groups, score, n_candidates=plan.n_candidates, t_full=config.t_samples,
+                        t_cheap=config.t_cheap, rescore_factor=config.rescore_factor,
+                        on_progress=on_progress).ranking  # fmt: skip
     selection = choose_slices(ranking.scores, ranking.descriptors, plan, seed=seed)
     if not selection.chosen:
         return []
+    keys = ranking.keys  # (volume, pool index)
     labels, u = chosen_maps(ranking, selection.chosen,
-                            lambda i: _score(model, pool, [int(ranking.keys[i][0])], config, seed))  # fmt: skip
+                            lambda i: score(0, [int(keys[i][1])], config.t_samples, True))  # fmt: skip
     masks = query_masks(u, plan, seed=seed)
     scores = ranking.scores
     return [
-        Query(int(ranking.keys[i][0]), masks[j], labels[j],
+        Query(int(keys[i][1]), masks[j], labels[j],
               math.nan if plan.strategy == "random_slices" else float(scores[i]))
         for j, i in enumerate(selection.chosen)
     ]  # fmt: skip
 
 
-def _score(model: UNet, pool: SlicePool, indices: list[int], config: ALConfig, seed: int) -> ScoredSlices:
+def _score(model: UNet, pool: SlicePool, indices: list[int], config: ALConfig, seed: int, t_samples: int) -> ScoredSlices:
     body = None if pool.body is None else pool.body[indices]
-    return score_slices(pool.images[indices], model, body=body, t_samples=config.t_samples,
+    return score_slices(pool.images[indices], model, body=body, t_samples=t_samples,
                         seed=seed, batch_size=config.batch_size)  # fmt: skip
 
 

@@ -172,8 +172,8 @@ def network_grid(
     Args:
         working_shape: (H, W) working slice.
         working_spacing: (sy, sx) mm.
-        pixel_mm: network pixel size (the profile's, e.g. 2.0 for ``fast``); None keeps
-            the working pixels (``paper``).
+        pixel_mm: network pixel size (the profile's, e.g. 2.0 for ``fast``); None, or a
+            size finer than the working pixels, keeps the working pixels (``paper``).
         depth: U-Net levels; the padded shape is a multiple of 2 ** (depth - 1).
     """
     hh, ww = (int(v) for v in working_shape)
@@ -187,7 +187,8 @@ def network_grid(
     if pixel_mm is None:
         h0, w0 = hh, ww
     else:
-        h0, w0 = max(1, round(hh * sy / pixel_mm)), max(1, round(ww * sx / pixel_mm))
+        # Never finer than the scan: upsampling adds pixels to run, not information.
+        h0, w0 = min(hh, max(1, round(hh * sy / pixel_mm))), min(ww, max(1, round(ww * sx / pixel_mm)))
     f = 2 ** (depth - 1)
     h, w = math.ceil(h0 / f) * f, math.ceil(w0 / f) * f
     return NetworkGrid((hh, ww), (sy, sx), (h0, w0), (h, w), ((h - h0) // 2, (w - w0) // 2))
@@ -197,3 +198,22 @@ def network_grid_of(working: Geometry, *, pixel_mm: float | None, depth: int) ->
     """``network_grid`` of a working grid's Geometry (its in-plane shape and spacing)."""
     return network_grid(tuple(working.shape[1:]), tuple(working.spacing[1:]), pixel_mm=pixel_mm, depth=depth)
 
+
+
+def stack_padded(arrays: list[np.ndarray], *, fill: float) -> np.ndarray:
+    """Stack (n_i, h_i, w_i) network slices of several scans into (sum n_i, max h, max w).
+
+    Each scan's slices are padded at the bottom and right with ``fill`` (0.0 for images,
+    0 = background for labels: the padding is air, as ``to_network``'s own padding).
+    Every network grid is a multiple of 2 ** (depth - 1), so the stack is too.
+    """
+    if not arrays:
+        raise InvalidArray("nothing to stack: no slices")
+    h = max(a.shape[1] for a in arrays)
+    w = max(a.shape[2] for a in arrays)
+    out = np.full((sum(a.shape[0] for a in arrays), h, w), fill, dtype=arrays[0].dtype)
+    start = 0
+    for a in arrays:
+        out[start:start + a.shape[0], :a.shape[1], :a.shape[2]] = a
+        start += a.shape[0]
+    return out

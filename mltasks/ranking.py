@@ -94,7 +94,7 @@ def rank_pool(
     m = min(n, math.ceil(rescore_factor * n_candidates))
     if n == 0:
         return RankedPool(SliceRanking(keep=n_candidates), np.zeros(0, bool), None, 0)
-    if t_cheap >= t_full or t_cheap * n + t_full * m >= t_full * n:
+    if not _two_passes_pay(n, m, t_full, t_cheap):
         ranking = _full_pass(slices, score, n_candidates, t_full, on_progress, done=0, total=n)
         return RankedPool(ranking, np.ones(n, bool), None, t_full * n)
     keys, cheap, descriptors = _cheap_pass(slices, score, t_cheap, on_progress, total=n + m)
@@ -104,6 +104,25 @@ def rank_pool(
     full = _full_pass(chosen, score, n_candidates, t_full, on_progress, done=n, total=n + m)
     ranking = _merge(keys, cheap, descriptors, top, full, n_candidates, t_cheap=t_cheap, t_full=t_full)
     return RankedPool(ranking, top, cheap, t_cheap * n + t_full * m)
+
+
+def planned_passes(
+    n_slices: int,
+    *,
+    n_candidates: int,
+    t_full: int,
+    t_cheap: int = DEFAULT_T_CHEAP,
+    rescore_factor: float = DEFAULT_RESCORE_FACTOR,
+) -> int:
+    """Slice passes (network runs of one slice, summed over samples) ``rank_pool`` will make
+    for ``n_slices`` unlabelled slices: what a step's inference costs, before running it."""
+    _check(n_candidates, t_full, t_cheap, rescore_factor)
+    m = min(n_slices, math.ceil(rescore_factor * n_candidates))
+    return t_cheap * n_slices + t_full * m if _two_passes_pay(n_slices, m, t_full, t_cheap) else t_full * n_slices
+
+
+def _two_passes_pay(n: int, m: int, t_full: int, t_cheap: int) -> bool:
+    return t_cheap < t_full and t_cheap * n + t_full * m < t_full * n
 
 
 def _check(n_candidates: int, t_full: int, t_cheap: int, rescore_factor: float) -> None:
@@ -164,24 +183,8 @@ def _merge(keys, cheap, descriptors, top, full: SliceRanking, keep: int, *, t_ch
     scores[full_rows] = full_scores
     descriptors = descriptors.copy()
     descriptors[full_rows] = full.descriptors
-    maps = full.maps(range(len(full_rows)))
-    kept = sorted(maps)
-    return SliceRanking.from_arrays({
-        "keys": np.array(keys, dtype=np.int64), "scores": scores, "descriptors": descriptors,
-        "map_index": full_rows[kept] if kept else np.zeros(0, np.int64),
-        "map_labels": _stack_or_ragged([maps[i][0] for i in kept]),
-        "map_u": _stack_or_ragged([maps[i][1] for i in kept]),
-    }, keep=keep)  # fmt: skip
-
-
-def _stack_or_ragged(arrays: list[np.ndarray]) -> np.ndarray:
-    """One stacked array, or a 1D object array when the maps differ in shape (scans of
-    different working grids)."""
-    if len({a.shape for a in arrays}) <= 1:
-        return np.stack(arrays) if arrays else np.zeros((0, 0, 0))
-    out = np.empty(len(arrays), dtype=object)
-    out[:] = arrays
-    return out
+    maps = {int(full_rows[i]): m for i, m in full.maps(range(len(full_rows))).items()}
+    return SliceRanking.from_rows(keys, scores, descriptors, maps, keep=keep)
 
 
 def score_working_slices(

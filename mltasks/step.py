@@ -154,25 +154,59 @@ class SliceRanking:
                 for i in indices if int(i) in self._maps}  # fmt: skip
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Plain arrays for ``np.savez`` (``from_arrays`` reads them back)."""
+        """Plain arrays for ``np.savez`` (``from_arrays`` reads them back).
+
+        Maps of scans with different working grids differ in shape, so they are stored
+        flat, one after the other, with their (H, W) in ``map_shapes``.
+        """
         kept = sorted(self._maps)
         maps = [self._maps[i] for i in kept]
         return {
             "keys": self.keys, "scores": self.scores, "descriptors": self.descriptors,
             "map_index": np.array(kept, dtype=np.int64),
-            "map_labels": np.stack([m[0] for m in maps]) if maps else np.zeros((0, 0, 0), np.uint8),
-            "map_u": np.stack([m[1] for m in maps]) if maps else np.zeros((0, 0, 0), np.float32),
+            "map_shapes": np.array([m[0].shape for m in maps], dtype=np.int64).reshape(-1, 2),
+            "map_labels": _flat([m[0] for m in maps], np.uint8),
+            "map_u": _flat([m[1] for m in maps], np.float32),
         }  # fmt: skip
 
     @classmethod
     def from_arrays(cls, data: dict[str, np.ndarray], *, keep: int) -> SliceRanking:
+        """The ranking ``to_arrays`` wrote (also the stacked (k, H, W) maps of earlier files)."""
+        labels, u = _unflat(data, "map_labels"), _unflat(data, "map_u")
+        maps = {int(i): (labels[j], u[j]) for j, i in enumerate(data["map_index"])}
+        keys = np.asarray(data["keys"]).reshape(len(data["scores"]), -1)
+        return cls.from_rows(keys, data["scores"], data["descriptors"], maps, keep=keep)
+
+    @classmethod
+    def from_rows(
+        cls, keys, scores, descriptors: np.ndarray, maps: dict[int, tuple[np.ndarray, np.ndarray]], *, keep: int
+    ) -> SliceRanking:
+        """A ranking of N slices: keys (N, width), scores (N,), descriptors (N, d), and the maps
+        {row: (labels (H, W), u (H, W))} of some rows (kept whatever ``keep`` says)."""
         ranking = cls(keep)
-        ranking._keys = [tuple(int(v) for v in row) for row in np.asarray(data["keys"]).reshape(len(data["scores"]), -1)]
-        ranking._scores = [float(s) for s in data["scores"]]
-        ranking._descriptors = [np.asarray(data["descriptors"], dtype=np.float32)]
-        ranking._maps = {int(i): (data["map_labels"][j], data["map_u"][j])
-                         for j, i in enumerate(data["map_index"])}  # fmt: skip
+        ranking._keys = [tuple(int(v) for v in row) for row in keys]
+        ranking._scores = [float(v) for v in scores]
+        ranking._descriptors = [np.asarray(descriptors, dtype=np.float32)]
+        ranking._maps = dict(maps)
         return ranking
+
+
+def _flat(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    if not arrays:
+        return np.zeros(0, dtype)
+    return np.concatenate([np.asarray(a, dtype=dtype).reshape(-1) for a in arrays])
+
+
+def _unflat(data: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
+    """The maps stored under ``name``: flat with ``map_shapes``, or one stacked array."""
+    values = data[name]
+    if "map_shapes" not in data or np.ndim(values) != 1:
+        return list(values)
+    out, start = [], 0
+    for h, w in np.asarray(data["map_shapes"]).reshape(-1, 2):
+        out.append(values[start:start + h * w].reshape(int(h), int(w)))
+        start += int(h) * int(w)
+    return out
 
 
 def chosen_maps(

@@ -6,17 +6,18 @@ this module only converts between the working grid (the stored scans, H x W
 slices) and the network matrix, and between Django rows and library objects.
 No other module of the app imports ``mltasks``.
 
-Working grid vs network: scans are stored on the working grid (method.md §1:
-360 mm FOV, 512 x 512); the network runs on ``NetConfig.matrix`` (e.g. 256 or
-64). Same FOV, so going from one to the other is a pure in-plane resize:
-images area-averaged down (bilinear up), labels nearest-neighbour, uncertainty
-bilinear.
+Working grid vs network: scans are stored on their working grid (``mltasks.grid``:
+the acquired slices, the body's box, the scan's own pixels); the network runs on
+a resampled copy of each slice at the pixel size of the model (``mltasks.netgrid``:
+the profile's ``PROFILE_PIXEL_MM``, recorded on every model version). Images go
+down area-averaged; mean probabilities and uncertainty come back bilinearly, so
+labels, queries and exports stay at the scan's full in-plane resolution.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -29,37 +30,28 @@ from mltasks.checkpoint import load_model as ml_load_model
 from mltasks.checkpoint import save_checkpoint
 from mltasks.errors import CalibrationError, MyoLabelError
 from mltasks.geometry import Geometry
-from mltasks.infer import mc_predict_slices
+from mltasks.infer import predict_working_slices
 from mltasks.labels import Label as MlLabel
 from mltasks.labels import LabelSet as MlLabelSet
 from mltasks.metrics import evaluate_volume
+from mltasks.netgrid import PROFILE_PIXEL_MM, NetworkGrid, network_grid_of, stack_padded
 from mltasks.nets import NetConfig, UNet
 from mltasks.nets import profile as net_profile
 from mltasks.postprocess import keep_largest_components
-from mltasks.preprocess import normalise_hu
 from mltasks.preprocess import to_original_grid as ml_to_original_grid
 from mltasks.progress import ProgressCallback, report
+from mltasks.ranking import planned_passes, rank_pool, score_network_slices
 from mltasks.report import structure_report
-from mltasks.resize import network_inputs, resize_float, resize_images, resize_labels
-from mltasks.step import (
-    ScoredSlices,
-    SliceRanking,
-    StepPlan,
-    choose_slices,
-    chosen_maps,
-    query_masks,
-    score_slices,
-    slice_chunks,
-)
+from mltasks.step import SliceRanking, StepPlan, choose_slices, chosen_maps, query_masks
 from mltasks.train import IGNORE, TrainConfig
 from mltasks.uncertainty import structure_wise_variance
 
 __all__ = [
-    "IGNORE", "MyoLabelError", "SlicesResult", "calibration_fit", "calibration_held_out_mae", "evaluate", "label_set_of",
-    "load_model", "merge", "network_configs", "normalise", "predict_slices", "preview_tau",
-    "psv", "query_masks", "report_rows", "save_model", "segment_volume", "SliceRanking", "choose_slices",
-    "chosen_maps", "score_hu_slices", "slice_chunks", "step_plan", "working_maps", "to_original_grid", "train_model",
-    "predicted_dice",
+    "IGNORE", "MyoLabelError", "calibration_fit", "calibration_held_out_mae", "evaluate", "label_set_of",
+    "load_model", "merge", "network_configs", "preview_tau", "psv", "query_masks", "report_rows", "save_model",
+    "segment_volume", "SliceRanking", "choose_slices", "chosen_maps", "step_plan", "to_original_grid",
+    "train_model", "predicted_dice", "NetworkGrid", "network_grid", "pixel_mm_of", "model_pixel_mm",
+    "network_inputs", "planned_passes", "rank_pool", "score_network_slices", "training_budget",
 ]
 
 # Keys of Project.network_config that configure training rather than the architecture.
@@ -72,8 +64,63 @@ def network_configs(profile: str, overrides: dict, n_classes: int) -> tuple[NetC
     """(NetConfig, TrainConfig) of a project: a named profile plus ``network_config`` overrides."""
     overrides = dict(overrides or {})
     train_over = {k: overrides.pop(k) for k in list(overrides) if k in _TRAIN_KEYS}
-    overrides.pop("warm_start", None)
+    for key in _NOT_NET_KEYS:
+        overrides.pop(key, None)
     return net_profile(profile, n_classes=n_classes, **overrides), TrainConfig(**train_over)
+
+
+# Keys of Project.network_config that belong to neither NetConfig nor TrainConfig.
+_NOT_NET_KEYS = ("warm_start", "pixel_mm")
+
+
+def pixel_mm_of(profile: str, overrides: dict) -> float | None:
+    """The network pixel size (mm) a project trains at: ``network_config["pixel_mm"]`` or the
+    profile's (None: each scan's own pixels)."""
+    overrides = overrides or {}
+    return float(overrides["pixel_mm"]) if overrides.get("pixel_mm") else PROFILE_PIXEL_MM.get(profile)
+
+
+# Before network grids, every model ran on its square matrix over the 360 mm working slice.
+_LEGACY_FOV_MM = 360.0
+
+
+def model_pixel_mm(config: dict) -> float | None:
+    """The network pixel size a model version was trained at (``ModelVersion.config``)."""
+    if "pixel_mm" in config:
+        return config["pixel_mm"]
+    return _LEGACY_FOV_MM / int(config.get("net", {}).get("matrix", 256))
+
+
+def network_grid(scan_geometry: dict, *, pixel_mm: float | None, depth: int) -> NetworkGrid:
+    """The network grid of a scan (its stored working geometry) for a model's pixel size and depth."""
+    return network_grid_of(Geometry.from_dict(scan_geometry), pixel_mm=pixel_mm, depth=depth)
+
+
+def network_inputs(hu: np.ndarray, grid: NetworkGrid) -> tuple[np.ndarray, np.ndarray]:
+    """(images (z, h, w) float32, body (z, h, w) bool) of a scan's working-grid HU volume."""
+    return grid.to_network(hu)
+
+
+# Training budget per phase and device (``TrainConfig.max_epochs``, ``max_seconds``), unless the
+# project sets its own: the first model learns from the seed alone, so it gets the longer one.
+TRAINING_BUDGETS = {
+    "cpu": {"first": (200, 600.0), "step": (100, 300.0)},
+    "cuda": {"first": (400, 900.0), "step": (200, 450.0)},
+}
+
+
+def device_kind() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def training_budget(overrides: dict, *, first: bool, device: str | None = None) -> dict:
+    """{"max_epochs", "max_seconds", "device"} of one training phase: the project's own
+    ``network_config`` values where set, else the device's defaults."""
+    device = device or device_kind()
+    epochs, seconds = TRAINING_BUDGETS[device]["first" if first else "step"]
+    overrides = overrides or {}
+    return {"max_epochs": int(overrides.get("max_epochs", epochs)),
+            "max_seconds": float(overrides.get("max_seconds", seconds)), "device": device}
 
 
 def to_original_grid(array: np.ndarray, working: dict, original: dict, *, labels: bool) -> np.ndarray:
@@ -94,13 +141,6 @@ def label_set_of(django_label_set) -> MlLabelSet:
 def n_classes_of(django_label_set) -> int:
     top = django_label_set.labels.order_by("-value").values_list("value", flat=True).first() or 0
     return int(top) + 1
-
-
-# --- grids ----------------------------------------------------------------------------
-
-def normalise(hu: np.ndarray) -> np.ndarray:
-    """HU -> float32 [0, 1] network intensities (method.md §1 step 3)."""
-    return normalise_hu(hu)
 
 
 # --- models ---------------------------------------------------------------------------
@@ -126,37 +166,8 @@ def _threads() -> None:
     torch.set_num_threads(max(1, int(getattr(settings, "MYOLABEL_TORCH_THREADS", 1))))
 
 
-@dataclass
-class SlicesResult:
-    """Working-grid outputs for N slices: labels (N, H, W) uint8, u (N, H, W) float32, descriptors (N, d)."""
-
-    labels: np.ndarray
-    uncertainty: np.ndarray
-    descriptors: np.ndarray
-
-
-def predict_slices(
-    hu_slices: np.ndarray,
-    model: UNet,
-    *,
-    t_samples: int,
-    batch_size: int = 8,
-    seed: int = 0,
-    on_progress: ProgressCallback | None = None,
-) -> SlicesResult:
-    """MC-dropout prediction of (N, H, W) HU slices of the working grid, returned on that grid."""
-    _threads()
-    shape = tuple(hu_slices.shape[-2:])
-    images = resize_images(normalise(hu_slices), model.config.matrix)
-    pred = mc_predict_slices(images, model, t_samples=t_samples, batch_size=batch_size, seed=seed,
-                             on_progress=on_progress)
-    return SlicesResult(resize_labels(pred.labels, shape), resize_float(pred.pixel_uncertainty, shape),
-                        pred.descriptors)
-
-
 def train_model(
-    hu_slices: np.ndarray,
-    labels: np.ndarray,
+    samples: list[tuple[np.ndarray, np.ndarray, NetworkGrid]],
     net_config: NetConfig,
     train_config: TrainConfig,
     *,
@@ -165,15 +176,19 @@ def train_model(
     init_model: UNet | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> tuple[UNet, dict]:
-    """Train on (N, H, W) working-grid HU slices and uint8 labels (255 = unlabelled).
+    """Train on the training slices of several scans.
 
+    Args:
+        samples: per scan, ((n, H, W) working-grid HU, (n, H, W) uint8 labels with
+            255 = unlabelled, the scan's network grid); each goes to its network grid,
+            then all are padded with air to one shape.
     Resumes from ``checkpoint_path`` when it holds a run of the same configuration
     (a worker killed mid-training continues from its last epoch).
     Returns (model with the best weights, summary dict).
     """
     _threads()
-    images = resize_images(normalise(hu_slices), net_config.matrix)
-    targets = resize_labels(labels, (net_config.matrix, net_config.matrix))
+    images = stack_padded([grid.images_to_network(hu) for hu, _, grid in samples], fill=0.0)
+    targets = stack_padded([grid.labels_to_network(lab) for _, lab, grid in samples], fill=0)
     path = Path(checkpoint_path)
     resume = path.is_file()
     # The simulation's training step: provenance is not used by training.
@@ -183,10 +198,14 @@ def train_model(
                         on_progress=on_progress)
     summary = {
         "slices": int(images.shape[0]),
+        "network_shape": list(images.shape[1:]),
         "epochs": len(result.history) or None,
         "best_epoch": result.best_epoch,
         "best_validation_dice": None if math.isnan(result.best_dice) else float(result.best_dice),
         "stopped_early": bool(result.stopped_early),
+        "stop_reason": result.stop_reason,
+        "seconds": round(float(result.seconds), 1),
+        "budget": {"max_epochs": train_config.max_epochs, "max_seconds": train_config.max_seconds},
         "resumed": resume,
         "history": result.history[-50:],
     }
@@ -196,6 +215,7 @@ def train_model(
 def segment_volume(
     hu: np.ndarray,
     model: UNet,
+    grid: NetworkGrid,
     *,
     t_samples: int,
     batch_size: int = 8,
@@ -203,13 +223,16 @@ def segment_volume(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment a working-grid volume: ((Z, Y, X) uint8 labels, (Z, Y, X) float32 u).
 
-    MC-dropout per slice, then the largest 3D component of every structure (§1 step 6).
+    MC dropout on the network grid, probabilities back on the working grid, then the
+    largest 3D component of every structure (§1 step 6).
     """
-    res = predict_slices(hu, model, t_samples=t_samples, batch_size=batch_size, on_progress=on_progress)
+    _threads()
+    labels, u = predict_working_slices(hu, model, grid, t_samples=t_samples, batch_size=batch_size,
+                                       on_progress=on_progress)
     report(on_progress, "postprocess", 0, 1)
-    labels = keep_largest_components(res.labels)
+    labels = keep_largest_components(labels)
     report(on_progress, "postprocess", 1, 1)
-    return labels, res.uncertainty
+    return labels, u
 
 
 # --- the active-learning step (mltasks.step, shared with the simulation) ---------------
@@ -217,18 +240,6 @@ def segment_volume(
 def step_plan(step) -> StepPlan:
     """The ``mltasks.step`` plan of an ``AcquisitionStep`` row."""
     return StepPlan(step.strategy, step.tau, step.slices_per_step, step.k_uncertain)
-
-
-def score_hu_slices(hu_slices: np.ndarray, model: UNet, *, t_samples: int, seed: int) -> ScoredSlices:
-    """Score (n, H, W) working-grid HU slices of one scan; the outputs are on the network grid."""
-    _threads()
-    images, body = network_inputs(hu_slices, model.config.matrix)
-    return score_slices(images, model, body=body, t_samples=t_samples, seed=seed)
-
-
-def working_maps(labels: np.ndarray, uncertainty: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Network-grid (n, h, w) labels and uncertainty brought to the working grid's (H, W)."""
-    return resize_labels(labels, shape), resize_float(uncertainty, shape)
 
 
 def merge(predicted: np.ndarray, mask: np.ndarray, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

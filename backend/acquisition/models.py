@@ -37,6 +37,9 @@ class AcquisitionStep(models.Model):
     selected = models.JSONField(default=list, blank=True)  # D_r: [[scan_id, z], ...] in the order chosen
     stop_reached = models.BooleanField(default=False)  # the project's stopping rule held after this step
     transitions = models.JSONField(default=list, blank=True)  # [{"state", "at"}, ...]
+    # What the phases cost: {"inferring": {"seconds", "first_model_seconds", "slices", "slice_passes",
+    # "network_pixels"}}; the next step's estimate is made from it (steps.selectors.step_cost_estimate).
+    costs = models.JSONField(default=dict, blank=True)
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

@@ -17,6 +17,7 @@ urlpatterns = [
     path(P + "acquisition/settings/", steps_apis.SettingsApi.as_view(), name="acq-settings"),
     path(P + "acquisition/tau-preview/", steps_apis.TauPreviewApi.as_view(), name="acq-tau-preview"),
     path(P + "acquisition/mac/", steps_apis.MacApi.as_view(), name="acq-mac"),
+    path(P + "acquisition/step-cost/", steps_apis.StepCostApi.as_view(), name="acq-step-cost"),
     path(P + "training-set/", steps_apis.TrainingSetApi.as_view(), name="acq-training-set"),
     path(P + "training-set/seed/", steps_apis.TrainingSetSeedApi.as_view(), name="acq-training-set-seed"),
     path(P + "training-set/export/", outputs_apis.TrainingSetExportApi.as_view(), name="acq-training-set-export"),

@@ -171,3 +171,24 @@ def test_a_whole_volume_is_segmented_at_the_working_resolution_batch_by_batch():
     np.testing.assert_array_equal(labels, ref_labels)
     np.testing.assert_array_equal(u, ref_u)
     assert seen[-1].done == seen[-1].total == 5
+
+
+def test_the_network_never_runs_finer_than_the_scan():
+    coarse = network_grid((64, 80), (5.6, 5.6), pixel_mm=4.0, depth=3)  # a 4 mm net on 5.6 mm pixels
+    assert coarse.content_shape == (64, 80) and coarse.pixel_mm == (5.6, 5.6)
+    mixed = network_grid((100, 100), (1.0, 3.0), pixel_mm=2.0, depth=1)
+    assert mixed.content_shape == (50, 100)
+
+
+def test_slices_of_scans_of_different_sizes_stack_with_air_padding():
+    from mltasks.netgrid import stack_padded
+
+    a = np.ones((2, 8, 12), np.float32)
+    b = np.full((1, 16, 4), 0.5, np.float32)
+    out = stack_padded([a, b], fill=0.0)
+    assert out.shape == (3, 16, 12) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:2, :8, :12], a)
+    assert (out[:2, 8:] == 0).all() and (out[2, :, 4:] == 0).all()
+    np.testing.assert_array_equal(out[2, :, :4], b[0])
+    with pytest.raises(InvalidArray, match="no slices"):
+        stack_padded([], fill=0)

@@ -170,3 +170,12 @@ def test_working_slices_are_scored_on_the_network_grid_and_mapped_back():
     again = score_network_slices(images, body, model, grid, t_samples=3, seed=2, batch_size=2)
     np.testing.assert_array_equal(again.labels, scored.labels)
     np.testing.assert_array_equal(again.scores, scored.scores)
+
+
+@pytest.mark.parametrize(("n", "n_candidates"), [(99, 8), (20, 5), (0, 3), (500, 20)])
+def test_the_planned_passes_are_the_passes_the_ranking_makes(n, n_candidates):
+    from mltasks.ranking import planned_passes
+
+    volumes = [(1, list(range(n)))]
+    ranked = rank_pool(volumes, FakeScorer(), n_candidates=n_candidates, t_full=10)
+    assert planned_passes(n, n_candidates=n_candidates, t_full=10) == ranked.passes

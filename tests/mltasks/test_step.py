@@ -108,3 +108,27 @@ def test_query_masks_follow_the_strategy():
     assert query_masks(u, StepPlan("manual", 0.7, 2, 4), seed=0).all()
     mac = query_masks(u, StepPlan("tau", 0.7, 2, 4, target_mac=0.25), seed=0)
     assert mac.sum() <= 0.25 * u.size and mac.sum() > 0.2 * u.size
+
+
+def test_a_ranking_of_scans_with_different_working_grids_survives_a_file():
+    ranking = SliceRanking(keep=4)
+    small, wide = _scored([0.9, 0.8], size=4, seed=4), _scored([0.7], size=6, seed=5)
+    ranking.add([(1, 0), (1, 1)], small)
+    ranking.add([(2, 0)], wide)
+    arrays = ranking.to_arrays()
+    assert all(a.dtype != object for a in arrays.values())  # np.load refuses pickles
+    again = SliceRanking.from_arrays(arrays, keep=4)
+    maps = again.maps(range(3))
+    assert maps[2][0].shape == (6, 6) and maps[0][0].shape == (4, 4)
+    np.testing.assert_array_equal(maps[2][1], wide.uncertainty[0])
+    np.testing.assert_array_equal(maps[1][0], small.labels[1])
+
+
+def test_a_ranking_file_of_the_earlier_stacked_layout_still_reads():
+    ranking = SliceRanking(keep=2)
+    scored = _scored([0.4, 0.6], size=4, seed=6)
+    ranking.add([(3, 0), (3, 1)], scored)
+    stacked = {"keys": ranking.keys, "scores": ranking.scores, "descriptors": ranking.descriptors,
+               "map_index": np.array([0, 1]), "map_labels": scored.labels, "map_u": scored.uncertainty}
+    again = SliceRanking.from_arrays(stacked, keep=2)
+    np.testing.assert_array_equal(again.maps([1])[1][1], scored.uncertainty[1])

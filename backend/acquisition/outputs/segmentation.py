@@ -47,7 +47,7 @@ def _npy(array: np.ndarray) -> ContentFile:
 
 def segmentation_run(*, segmentation_id: int) -> str:
     """Worker side: segment, report, store. Idempotent: a finished segmentation is left alone."""
-    from backend.acquisition.steps.phases import local_checkpoint
+    from backend.acquisition.steps.phases import model_and_pixel
 
     taken = Segmentation.objects.filter(pk=segmentation_id, status__in=[Segmentation.Status.PENDING,
                                                                       Segmentation.Status.RUNNING]
@@ -56,10 +56,11 @@ def segmentation_run(*, segmentation_id: int) -> str:
         return "skipped"
     seg = Segmentation.objects.select_related("model_version", "scan", "project__label_set").get(pk=segmentation_id)
     try:
-        model = ml_adapter.load_model(local_checkpoint(seg.model_version))
+        model, pixel_mm = model_and_pixel(seg.model_version)
         hu = np.asarray(ml_adapter.scan_hu(seg.scan))
         steps = seg.model_version.step.mc_samples if seg.model_version.step else seg.project.mc_samples
-        labels, u = ml_adapter.segment_volume(hu, model, t_samples=steps)
+        grid = ml_adapter.network_grid(seg.scan.geometry, pixel_mm=pixel_mm, depth=model.config.depth)
+        labels, u = ml_adapter.segment_volume(hu, model, grid, t_samples=steps)
         rows = ml_adapter.report_rows(labels, hu, u, seg.scan.geometry, ml_adapter.label_set_of(seg.project.label_set),
                                   seg.model_version.calibration)
     except Exception as exc:  # noqa: BLE001 - recorded for the user

@@ -22,7 +22,7 @@ from backend.acquisition.api_base import (
 )
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.selectors import mac_summary, step_mac, steps_of
-from backend.acquisition.steps.selectors import tau_preview
+from backend.acquisition.steps.selectors import step_cost_estimate, tau_preview
 from backend.acquisition.steps.services import step_cancel, step_start
 from backend.acquisition.steps.training_set import (
     ACQUISITION_FIELDS,
@@ -151,6 +151,35 @@ class TauPreviewApi(AcquisitionApi):
         tau = params.validated_data.get("tau", project.tau)
         target_mac = params.validated_data.get("target_mac")
         return Response(self.OutputSerializer(tau_preview(project, tau, target_mac=target_mac)).data)
+
+
+class StepCostApi(AcquisitionApi):
+    """What the next step will cost: training budgets and the inference estimate."""
+
+    @extend_schema_serializer(component_name="TrainingBudget")
+    class BudgetSerializer(serializers.Serializer):
+        max_epochs = serializers.IntegerField()
+        max_seconds = serializers.FloatField()
+        device = serializers.CharField()
+
+    @extend_schema_serializer(component_name="StepCost")
+    class OutputSerializer(serializers.Serializer):
+        device = serializers.CharField()
+        first_model = serializers.DictField(allow_null=True, help_text="TrainingBudget of model 0, when there is none yet")
+        training = serializers.DictField(help_text="TrainingBudget of the training phase")
+        unlabelled_slices = serializers.IntegerField()
+        slice_passes = serializers.IntegerField()
+        test_slice_passes = serializers.IntegerField()
+        seconds_per_slice_pass = serializers.FloatField(allow_null=True)
+        measured_on_step = serializers.IntegerField(allow_null=True)
+        inference_seconds = serializers.FloatField(allow_null=True)
+        evaluation_seconds = serializers.FloatField(allow_null=True)
+        total_seconds = serializers.FloatField(allow_null=True)
+
+    @extend_schema(responses={200: OutputSerializer})
+    def get(self, request, project_id: int):
+        project = project_of(request, project_id, LEAD)
+        return Response(self.OutputSerializer(step_cost_estimate(project)).data)
 
 
 class MacApi(AcquisitionApi):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import logging
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,7 @@ from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, Tra
 from backend.acquisition.selectors import current_model, pool_scans
 from backend.acquisition.states import State
 from backend.acquisition.steps.progress import Cancelled, LeaseKeeper, PhaseReporter
+from backend.acquisition.steps.scan_inputs import ScanInputs
 from backend.acquisition.steps.services import (
     Claim,
     step_annotating_done,
@@ -92,24 +95,31 @@ def _locked_step(step: AcquisitionStep, phase: str, runner: str) -> AcquisitionS
     return fresh
 
 
-def _configs(project: Project):
+def _configs(project: Project, *, first: bool):
+    """(NetConfig, TrainConfig with this phase's training budget, network pixel mm) of a project."""
     n_classes = ml_adapter.n_classes_of(project.label_set)
-    return ml_adapter.network_configs(project.network_profile, project.network_config, n_classes)
+    net_cfg, train_cfg = ml_adapter.network_configs(project.network_profile, project.network_config, n_classes)
+    budget = ml_adapter.training_budget(project.network_config, first=first)
+    train_cfg = replace(train_cfg, max_epochs=budget["max_epochs"], max_seconds=budget["max_seconds"])
+    return net_cfg, train_cfg, ml_adapter.pixel_mm_of(project.network_profile, project.network_config)
 
 
-def _training_data(project: Project) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W) HU slices and uint8 labels of the whole training set."""
-    images, labels = [], []
+def _training_data(project: Project, *, pixel_mm: float | None, depth: int) -> list:
+    """Per scan of the training set: ((n, H, W) HU, (n, H, W) uint8 labels, its network grid)."""
     rows = TrainingSlice.objects.filter(project=project).select_related("scan").order_by("scan_id", "z")
-    volumes: dict[int, np.ndarray] = {}
+    by_scan: dict[int, list] = {}
     for row in rows:
-        if row.scan_id not in volumes:
-            volumes[row.scan_id] = ml_adapter.scan_hu(row.scan)
-        images.append(np.asarray(volumes[row.scan_id][row.z]))
-        labels.append(codec.unpack_labels(row.labels, (row.height, row.width)))
-    if not images:
+        by_scan.setdefault(row.scan_id, []).append(row)
+    if not by_scan:
         raise ValueError("the training set is empty; seed it from reference label maps")
-    return np.stack(images), np.stack(labels)
+    samples = []
+    for scan_rows in by_scan.values():
+        scan = scan_rows[0].scan
+        hu = ml_adapter.scan_hu(scan)
+        images = np.stack([np.asarray(hu[row.z]) for row in scan_rows])
+        labels = np.stack([codec.unpack_labels(row.labels, (row.height, row.width)) for row in scan_rows])
+        samples.append((images, labels, ml_adapter.network_grid(scan.geometry, pixel_mm=pixel_mm, depth=depth)))
+    return samples
 
 
 # Warm start by default: in the simulation it kept a higher Dice than re-initialising
@@ -118,30 +128,38 @@ def _training_data(project: Project) -> tuple[np.ndarray, np.ndarray]:
 WARM_START = True
 
 
-def _train(step, reporter, *, path: Path):
+def _train(step, reporter, *, path: Path, first: bool):
     project = step.project
-    net_cfg, train_cfg = _configs(project)
-    images, labels = _training_data(project)
+    net_cfg, train_cfg, pixel_mm = _configs(project, first=first)
+    samples = _training_data(project, pixel_mm=pixel_mm, depth=net_cfg.depth)
     init = None
     previous = current_model(project) if project.network_config.get("warm_start", WARM_START) else None
-    # A changed architecture cannot start from the old weights: it is trained from scratch.
-    if previous is not None and previous.config.get("net") == net_cfg.to_dict():
+    # A changed architecture or pixel size cannot start from the old weights: trained from scratch.
+    if (previous is not None and previous.config.get("net") == net_cfg.to_dict()
+            and ml_adapter.model_pixel_mm(previous.config) == pixel_mm):
         init = ml_adapter.load_model(local_checkpoint(previous))
-    return ml_adapter.train_model(images, labels, net_cfg, train_cfg, label_set=ml_adapter.label_set_of(project.label_set),
-                              checkpoint_path=path, init_model=init, on_progress=reporter), net_cfg, train_cfg
+    model, summary = ml_adapter.train_model(samples, net_cfg, train_cfg, checkpoint_path=path, init_model=init,
+                                            label_set=ml_adapter.label_set_of(project.label_set), on_progress=reporter)
+    return (model, summary), net_cfg, train_cfg, pixel_mm
 
 
-def _save_version(project: Project, step, model, summary, net_cfg, train_cfg, number: int) -> ModelVersion:
+def _save_version(project: Project, step, trained, number: int) -> ModelVersion:
+    (model, summary), net_cfg, train_cfg, pixel_mm = trained
     path = cache_dir() / f"step-{step.pk}-model-{number}.pt"
     ml_adapter.save_model(path, model, label_set=ml_adapter.label_set_of(project.label_set), train_config=train_cfg)
     version = ModelVersion(project=project, step=step if number else None, number=number,
                            config={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(),
-                                   "profile": project.network_profile},
+                                   "profile": project.network_profile, "pixel_mm": pixel_mm},
                            training=summary)
     with path.open("rb") as fh:
         version.checkpoint.save(f"project-{project.pk}-model-{number}.pt", File(fh), save=False)
     version.save()
     return version
+
+
+def model_and_pixel(version: ModelVersion):
+    """(the version's network, the pixel size it was trained at)."""
+    return ml_adapter.load_model(local_checkpoint(version)), ml_adapter.model_pixel_mm(version.config)
 
 
 # --- inferring ------------------------------------------------------------------------
@@ -152,42 +170,51 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     bootstrap = None
     if version is None:
         reporter.segment(0, 50, "training the first model on the initial training set")
-        bootstrap = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt")
-        model = bootstrap[0][0]
+        bootstrap = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt", first=True)
+        model, pixel_mm = bootstrap[0][0], bootstrap[3]
     else:
-        model = ml_adapter.load_model(local_checkpoint(version))
-    reporter.segment(50 if bootstrap else 0, 100, "MC-dropout inference over the pool")
-    ranking = _rank_pool(step, model, reporter)
+        model, pixel_mm = model_and_pixel(version)
+    reporter.segment(50 if bootstrap else 0, 100, "MC-dropout inference over the pool's acquired slices")
+    started = time.monotonic()
+    ranked, pixels = _rank_pool(step, model, pixel_mm, reporter)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **ranking.to_arrays())
+    np.savez_compressed(buffer, **ranked.ranking.to_arrays())
     with transaction.atomic():
         fresh = _locked_step(step, State.INFERRING, runner)
         if bootstrap is not None:
-            (model, summary), net_cfg, train_cfg = bootstrap
-            _save_version(project, fresh, model, summary, net_cfg, train_cfg, number=0)
+            _save_version(project, fresh, bootstrap, number=0)
+        fresh.costs = {**fresh.costs, "inferring": {
+            "seconds": round(time.monotonic() - started, 1), "slices": int(ranked.rescored.size),
+            "slice_passes": int(ranked.passes), "network_pixels": pixels,
+            "first_model_seconds": bootstrap[0][1].get("seconds") if bootstrap else None}}
         fresh.inference_file.save(f"step-{step.pk}.npz", ContentFile(buffer.getvalue()), save=False)
         step_transition(step=fresh, target=State.SELECTING)
     (cache_dir() / f"step-{step.pk}-bootstrap.pt").unlink(missing_ok=True)
 
 
-def _rank_pool(step: AcquisitionStep, model, reporter: PhaseReporter) -> ml_adapter.SliceRanking:
-    """Score every unlabelled pool slice, scan by scan, in the chunks the simulation uses."""
+def _rank_pool(step: AcquisitionStep, model, pixel_mm, reporter: PhaseReporter):
+    """Rank every unlabelled acquired slice of the pool (``mltasks.ranking``: a cheap pass over
+    all of them, the full T for the most uncertain), scan by scan, as the simulation does.
+
+    Returns (the ``RankedPool``, mean network pixels per slice).
+    """
     labelled = set(TrainingSlice.objects.filter(project=step.project).values_list("scan_id", "z"))
-    todo = [(scan, [z for z in range(scan.shape[0]) if (scan.id, z) not in labelled])
-            for scan in pool_scans(step.project)]
-    total = sum(len(zs) for _, zs in todo)
-    if total == 0:
+    scans = {scan.id: scan for scan in pool_scans(step.project)}
+    todo = [(scan.id, [z for z in range(scan.shape[0]) if (scan.id, z) not in labelled]) for scan in scans.values()]
+    if not any(zs for _, zs in todo):
         raise ValueError("every pool slice is already in the training set; add scans to the pool")
-    ranking = ml_adapter.SliceRanking(keep=step.k_uncertain)
-    done = 0
-    for scan, zs in todo:
-        hu = ml_adapter.scan_hu(scan)
-        for chunk in ml_adapter.slice_chunks(zs):
-            scored = ml_adapter.score_hu_slices(np.asarray(hu[chunk]), model, t_samples=step.mc_samples, seed=step.pk)
-            ranking.add([(scan.id, z) for z in chunk], scored)
-            done += len(chunk)
-            reporter.update(done / total)
-    return ranking
+    inputs = ScanInputs(scans, pixel_mm=pixel_mm, depth=model.config.depth, cache=cache_dir())
+
+    def score(scan_id: int, zs: list[int], t_samples: int, maps: bool):
+        grid, images, body = inputs(scan_id)
+        return ml_adapter.score_network_slices(images[zs], body[zs], model, grid, t_samples=t_samples,
+                                               seed=step.pk, maps=maps)
+
+    ranked = ml_adapter.rank_pool(todo, score, n_candidates=step.k_uncertain, t_full=step.mc_samples,
+                                  on_progress=reporter)
+    shapes = [ml_adapter.network_grid(scans[scan_id].geometry, pixel_mm=pixel_mm, depth=model.config.depth).shape
+              for scan_id, zs in todo if zs]
+    return ranked, int(np.mean([h * w for h, w in shapes]))
 
 
 # --- selecting ------------------------------------------------------------------------
@@ -201,7 +228,7 @@ def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     reporter.update(0.5)
     keys, scores = ranking.keys, ranking.scores
     labels, u = _working_maps_of(step, ranking, selection.chosen)
-    masks = ml_adapter.query_masks(u, plan, seed=step.pk)
+    masks = _query_masks(u, plan, seed=step.pk)
     with transaction.atomic():
         fresh = _locked_step(step, State.SELECTING, runner)
         fresh.candidates = [[int(keys[i][0]), int(keys[i][1]), float(scores[i])] for i in selection.candidates]
@@ -217,28 +244,43 @@ def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
         step_annotating_done(step_id=fresh.id)  # every query answered itself: straight to training
 
 
-def _working_maps_of(step, ranking, chosen: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted labels and u of the chosen slices on their scans' working grid (kept by the
-    ranking, else predicted again as the simulation does)."""
-    from backend.imaging.models import Scan
-
+def _working_maps_of(step, ranking, chosen: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Predicted labels and u of the chosen slices on their scans' working grids (kept by the
+    ranking, else predicted again as the simulation does); one (H, W) array per slice."""
     if not chosen:
-        return np.zeros((0, 0, 0), np.uint8), np.zeros((0, 0, 0), np.float32)
+        return [], []
     keys = ranking.keys
-    scans = {scan.pk: scan for scan in Scan.objects.filter(pk__in={int(keys[i][0]) for i in chosen})}
-    model = None
+    scans = {scan.id: scan for scan in pool_scans(step.project)}
+    inputs = None
 
     def rescore(i: int):
-        nonlocal model
-        model = model or ml_adapter.load_model(local_checkpoint(current_model(step.project)))
+        nonlocal inputs
+        if inputs is None:
+            model, pixel_mm = model_and_pixel(current_model(step.project))
+            inputs = (model, ScanInputs(scans, pixel_mm=pixel_mm, depth=model.config.depth, cache=cache_dir()))
+        model, of_scan = inputs
         scan_id, z = (int(v) for v in keys[i])
-        hu = ml_adapter.scan_hu(scans[scan_id])
-        return ml_adapter.score_hu_slices(np.asarray(hu[[z]]), model, t_samples=step.mc_samples, seed=step.pk)
+        grid, images, body = of_scan(scan_id)
+        return ml_adapter.score_network_slices(images[[z]], body[[z]], model, grid, t_samples=step.mc_samples,
+                                               seed=step.pk)
 
-    labels, u = ml_adapter.chosen_maps(ranking, chosen, rescore)
-    working = [ml_adapter.working_maps(labels[[j]], u[[j]], tuple(scans[int(keys[i][0])].shape[1:]))
-               for j, i in enumerate(chosen)]
-    return np.concatenate([w[0] for w in working]), np.concatenate([w[1] for w in working])
+    kept = ranking.maps(chosen)
+    for i in chosen:
+        if int(i) not in kept:
+            again = rescore(int(i))
+            kept[int(i)] = (again.labels[0], again.uncertainty[0])
+    return [kept[int(i)][0] for i in chosen], [kept[int(i)][1].astype(np.float32) for i in chosen]
+
+
+def _query_masks(u: list[np.ndarray], plan, *, seed: int) -> list[np.ndarray]:
+    """The pixels to ask for in each chosen slice: one call per working-grid shape (scans
+    differ), in the chosen order. The worker's plan has a fixed tau (no target MAC), so each
+    slice's mask depends on that slice alone."""
+    if not u:
+        return []
+    if len({m.shape for m in u}) == 1:
+        return list(ml_adapter.query_masks(np.stack(u), plan, seed=seed))
+    return [ml_adapter.query_masks(m[None], plan, seed=seed + k)[0] for k, m in enumerate(u)]
 
 
 # --- training -------------------------------------------------------------------------
@@ -246,11 +288,11 @@ def _working_maps_of(step, ranking, chosen: list[int]) -> tuple[np.ndarray, np.n
 def run_training(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
     reporter.segment(0, 100, "training on the grown training set")
     path = cache_dir() / f"step-{step.pk}-train.pt"
-    (model, summary), net_cfg, train_cfg = _train(step, reporter, path=path)
+    trained = _train(step, reporter, path=path, first=False)
     with transaction.atomic():
         fresh = _locked_step(step, State.TRAINING, runner)
         ModelVersion.objects.filter(step=fresh).delete()  # a half-recorded earlier attempt, if any
-        _save_version(fresh.project, fresh, model, summary, net_cfg, train_cfg, number=fresh.number)
+        _save_version(fresh.project, fresh, trained, number=fresh.number)
         step_transition(step=fresh, target=State.EVALUATING)
     path.unlink(missing_ok=True)
 
@@ -262,7 +304,7 @@ def run_evaluation(step: AcquisitionStep, reporter: PhaseReporter, runner: str) 
 
     project = step.project
     version = ModelVersion.objects.get(step=step)
-    model = ml_adapter.load_model(local_checkpoint(version))
+    model, pixel_mm = model_and_pixel(version)
     n_classes = ml_adapter.n_classes_of(project.label_set)
     refs = list(ReferenceLabelMap.objects.filter(scan__in=project.test_scans.all(), label_set=project.label_set)
                 .select_related("scan").order_by("scan_id"))
@@ -270,7 +312,8 @@ def run_evaluation(step: AcquisitionStep, reporter: PhaseReporter, runner: str) 
     for k, ref in enumerate(refs):
         reporter.segment(100 * k / len(refs), 100 * (k + 1) / len(refs), f"segmenting test scan {ref.scan.name}")
         hu = ml_adapter.scan_hu(ref.scan)
-        pred, u = ml_adapter.segment_volume(np.asarray(hu), model, t_samples=step.mc_samples, on_progress=reporter)
+        grid = ml_adapter.network_grid(ref.scan.geometry, pixel_mm=pixel_mm, depth=model.config.depth)
+        pred, u = ml_adapter.segment_volume(hu, model, grid, t_samples=step.mc_samples, on_progress=reporter)
         metrics = ml_adapter.evaluate(pred, ml_adapter.reference_labels(ref), ref.scan.geometry["spacing"], n_classes)
         psv = ml_adapter.psv(pred, u, n_classes)
         dice = np.full(n_classes, np.nan)

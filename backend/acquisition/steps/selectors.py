@@ -1,4 +1,4 @@
-"""Reads of the step lifecycle: phases whose runner is gone, what a tau would cost."""
+"""Reads of the step lifecycle: phases whose runner is gone, what a tau and the next step would cost."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from backend.acquisition import codec, ml_adapter
 from backend.acquisition.errors import StepConflict
-from backend.acquisition.models import AcquisitionStep
+from backend.acquisition.models import AcquisitionStep, TrainingSlice
+from backend.acquisition.selectors import current_model, pool_scans
 from backend.acquisition.states import WORKER_PHASES
 from backend.acquisition.steps.leases import lease_gone
 
@@ -35,3 +36,43 @@ def tau_preview(project: Project, tau: float, *, target_mac: float | None = None
         raise StepConflict("no uncertainty maps yet: run a step up to its selection first", code="no_maps")
     maps = [codec.unpack_float16(q.uncertainty, (q.height, q.width)) for q in step.queries.all()]
     return ml_adapter.preview_tau(maps, tau, target_mac=target_mac) | {"slices": len(maps), "step": step.number}
+
+
+def step_cost_estimate(project: Project) -> dict:
+    """What the next step will cost before it starts, for the lead (the dashboard shows it).
+
+    Training is a budget (``ml_adapter.training_budget``: epochs and seconds per phase and
+    device; the first model, trained inside "inferring", gets the longer one). Inference is
+    the slice passes ``rank_pool`` will make, times the seconds per pass measured on the
+    project's latest step (None before any step was measured).
+    """
+    config = project.network_config or {}
+    first = current_model(project) is None
+    scans = list(pool_scans(project))
+    labelled = TrainingSlice.objects.filter(project=project, scan__in=scans).count()
+    unlabelled = max(sum(scan.shape[0] for scan in scans) - labelled, 0)
+    passes = ml_adapter.planned_passes(unlabelled, n_candidates=project.k_uncertain, t_full=project.mc_samples)
+    test_passes = project.mc_samples * sum(scan.shape[0] for scan in project.test_scans.all())
+    measured = _latest_inference_cost(project)
+    rate = measured["seconds"] / measured["slice_passes"] if measured else None
+    first_budget = ml_adapter.training_budget(config, first=True) if first else None
+    step_budget = ml_adapter.training_budget(config, first=False)
+    inference = None if rate is None else round(rate * passes, 1)
+    evaluation = None if rate is None else round(rate * test_passes, 1)
+    parts = [first_budget["max_seconds"] if first_budget else 0.0, step_budget["max_seconds"], inference, evaluation]
+    return {
+        "device": step_budget["device"], "first_model": first_budget, "training": step_budget,
+        "unlabelled_slices": unlabelled, "slice_passes": passes, "test_slice_passes": test_passes,
+        "seconds_per_slice_pass": None if rate is None else round(rate, 4),
+        "measured_on_step": measured["step"] if measured else None,
+        "inference_seconds": inference, "evaluation_seconds": evaluation,
+        "total_seconds": None if None in parts else round(sum(parts), 1),
+    }
+
+
+def _latest_inference_cost(project: Project) -> dict | None:
+    for step in AcquisitionStep.objects.filter(project=project).exclude(costs={}).order_by("-number")[:5]:
+        cost = step.costs.get("inferring") or {}
+        if cost.get("slice_passes") and cost.get("seconds") is not None:
+            return {"seconds": float(cost["seconds"]), "slice_passes": int(cost["slice_passes"]), "step": step.number}
+    return None

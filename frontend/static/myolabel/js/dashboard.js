@@ -214,12 +214,38 @@ async function refresh() {
   }
   renderSteps();
   renderThroughput();
+  renderStepCost();
   const queriesByStep = new Map();
   await Promise.all(state.steps.filter((s) => s.mac.queries).map(async (s) => {
     queriesByStep.set(s.number, (await api(`${base}/steps/${s.id}/queries/`)).filter((q) => q.status !== "withdrawn"));
   }));
   state.queriesByStep = new Map([...queriesByStep.entries()].sort((a, b) => a[0] - b[0]));
   renderCharts(state.queriesByStep);
+}
+
+function minutes(seconds) {
+  return seconds < 90 ? `${Math.round(seconds)} s` : `${Math.round(seconds / 60)} min`;
+}
+
+/** The next step's cost next to "Start next step": training budgets, measured inference rate. */
+async function renderStepCost() {
+  const out = $("#step-cost");
+  let c;
+  try {
+    c = await api(`${base}/acquisition/step-cost/`);
+  } catch (err) {
+    out.textContent = `The next step's cost could not be estimated: ${err.message}`;
+    return;
+  }
+  const parts = [];
+  if (c.first_model) parts.push(`first model: training up to ${minutes(c.first_model.max_seconds)} or ${c.first_model.max_epochs} epochs`);
+  parts.push(c.inference_seconds === null
+    ? `inference over ${c.unlabelled_slices} slices: measured after the first step`
+    : `inference over ${c.unlabelled_slices} slices ≈ ${minutes(c.inference_seconds)} (rate of step ${c.measured_on_step})`);
+  parts.push(`training after the answers: up to ${minutes(c.training.max_seconds)} or ${c.training.max_epochs} epochs`);
+  if (c.test_slice_passes && c.evaluation_seconds !== null) parts.push(`evaluation ≈ ${minutes(c.evaluation_seconds)}`);
+  const total = c.total_seconds === null ? "" : ` In all about ${minutes(c.total_seconds)} of worker time, answers excluded.`;
+  out.textContent = `Next step on ${c.device.toUpperCase()}: ${parts.join("; ")}.${total}`;
 }
 
 // Every claim and every answer sends an event (dozens a second while a team works back
