@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mltasks.errors import InvalidQuery
+from mltasks.guard import GuardDecision, guard_query_mask, guarded_prediction
 from mltasks.infer import mc_predict_slices
 from mltasks.labels import LabelSet
 from mltasks.metrics import evaluate_volume
@@ -178,6 +179,7 @@ def propose_queries(
     config: ALConfig,
     *,
     step: int = 0,
+    guard: GuardDecision | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> list[Query]:
     """One acquisition step: the slices and pixels to send to the expert.
@@ -192,6 +194,10 @@ def propose_queries(
         pool: all pool slices; only unlabelled ones are considered.
         config: strategy, tau, n_select, ...
         step: step number, mixed into the seeds so steps differ reproducibly.
+        guard: Eq. 7's guard for this step (``mltasks.guard.decide``), as the worker
+            applies it: whole slices while the model is untrusted, and each query's
+            ``predicted`` holds ``IGNORE`` outside the query where the model is not
+            trusted (``guarded_prediction``; no air rule here). None: the paper's Eq. 7.
         on_progress: phase "rank" (``mltasks.ranking.rank_pool``), done = slices scored
             over the cheap and the full pass.
     Returns:
@@ -219,6 +225,9 @@ def propose_queries(
     labels, u = chosen_maps(ranking, selection.chosen,
                             lambda i: score(0, [int(keys[i][1])], config.t_samples, True))  # fmt: skip
     masks = query_masks(u, plan, seed=seed)
+    if guard is not None:
+        masks = np.stack([guard_query_mask(m, guard) for m in masks])
+        labels = np.stack([guarded_prediction(lab, m, guard)[0] for lab, m in zip(labels, masks, strict=True)])
     scores = ranking.scores
     return [
         Query(int(keys[i][1]), masks[j], labels[j],
@@ -268,12 +277,15 @@ def train_step(
     warm_start: bool,
     label_set: LabelSet | None = None,
     checkpoint_path: str | Path | None = None,
+    slice_keys: np.ndarray | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> TrainResult:
     """``retrain`` with the whole ``TrainResult``, as the worker's training phase runs it.
 
     ``checkpoint_path``: epoch checkpoints go there, and a run of the same
     configuration found there is resumed (a worker killed mid-training continues).
+    ``slice_keys``: (N, 2) (volume, z) of the slices, for an honest held-out split
+    (``mltasks.train.train``).
     """
     net_config = model_or_none.config if model_or_none is not None else config.net
     if net_config is None:
@@ -281,7 +293,7 @@ def train_step(
     path = None if checkpoint_path is None else Path(checkpoint_path)
     return train(
         labelled.images, labelled.labels, net_config, config=config.train, label_set=label_set,
-        init_model=model_or_none if warm_start else None, checkpoint_path=path,
+        init_model=model_or_none if warm_start else None, checkpoint_path=path, slice_keys=slice_keys,
         resume=path is not None and path.is_file(), on_progress=on_progress,
     )  # fmt: skip
 

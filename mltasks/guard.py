@@ -293,3 +293,30 @@ def auto_label_errors(labels: np.ndarray, provenance: np.ndarray, reference: np.
         raise InvalidQuery(f"shapes differ: labels {lab.shape}, provenance {prov.shape}, reference {ref.shape}")
     known = (ref >= 0) & (ref != IGNORE)
     return int(np.count_nonzero((prov == PREDICTED) & known & (lab.astype(np.int64) != ref.astype(np.int64))))
+
+
+def guarded_prediction(
+    predicted: np.ndarray,
+    mask: np.ndarray,
+    decision: GuardDecision,
+    *,
+    air: np.ndarray | None = None,
+    pixel_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A query's stored prediction: the model's labels inside the query (shown to the expert,
+    replaced by the answers), ``apply_guard``'s training labels outside it.
+
+    Made when the query is made, so merging the answers later (``query.merge_answers``)
+    gives exactly ``apply_guard``'s labels without the worker.
+
+    Args:
+        predicted: (H, W) integer labels of the model.
+        mask: (H, W) bool, the queried pixels.
+        decision, air, pixel_scale: as ``apply_guard``.
+    Returns:
+        (labels (H, W) uint8 with ``IGNORE`` where the guard does not trust the model,
+        provenance (H, W) uint8 outside the query: ``PREDICTED`` or ``UNTRUSTED``).
+    """
+    pred = np.asarray(predicted)
+    labels, provenance = apply_guard(pred, mask, pred.astype(np.int64), decision, air=air, pixel_scale=pixel_scale)
+    return labels, provenance

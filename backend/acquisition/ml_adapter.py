@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mltasks import guard as mlguard
 from mltasks import query as mlquery
 from mltasks.active import ALConfig, TrainingSet, train_step
 from mltasks.calibration import PDCCalibration, fit_pdc, held_out_mae
@@ -51,7 +52,7 @@ __all__ = [
     "load_model", "merge", "network_configs", "preview_tau", "psv", "query_masks", "report_rows", "save_model",
     "segment_volume", "SliceRanking", "choose_slices", "chosen_maps", "step_plan", "to_original_grid",
     "train_model", "predicted_dice", "NetworkGrid", "network_grid", "pixel_mm_of", "model_pixel_mm",
-    "network_inputs", "planned_passes", "rank_pool", "score_network_slices", "training_budget",
+    "network_inputs", "planned_passes", "rank_pool", "guard_decision", "guard_query", "LABEL_RULES", "score_network_slices", "training_budget",
 ]
 
 # Keys of Project.network_config that configure training rather than the architecture.
@@ -70,7 +71,7 @@ def network_configs(profile: str, overrides: dict, n_classes: int) -> tuple[NetC
 
 
 # Keys of Project.network_config that belong to neither NetConfig nor TrainConfig.
-_NOT_NET_KEYS = ("warm_start", "pixel_mm")
+_NOT_NET_KEYS = ("warm_start", "pixel_mm", "label_rule")
 
 
 def pixel_mm_of(profile: str, overrides: dict) -> float | None:
@@ -180,22 +181,25 @@ def train_model(
 
     Args:
         samples: per scan, ((n, H, W) working-grid HU, (n, H, W) uint8 labels with
-            255 = unlabelled, the scan's network grid); each goes to its network grid,
-            then all are padded with air to one shape.
+            255 = unlabelled, the scan's network grid, the n slice indices z); each goes
+            to its network grid, then all are padded with air to one shape.
     Resumes from ``checkpoint_path`` when it holds a run of the same configuration
     (a worker killed mid-training continues from its last epoch).
     Returns (model with the best weights, summary dict).
     """
     _threads()
-    images = stack_padded([grid.images_to_network(hu) for hu, _, grid in samples], fill=0.0)
-    targets = stack_padded([grid.labels_to_network(lab) for _, lab, grid in samples], fill=0)
+    images = stack_padded([grid.images_to_network(hu) for hu, _, grid, _ in samples], fill=0.0)
+    targets = stack_padded([grid.labels_to_network(lab) for _, lab, grid, _ in samples], fill=0)
+    # (scan, z) of every slice: the held-out slices are never next to a training slice.
+    keys = np.array([(k, z) for k, (_, _, _, zs) in enumerate(samples) for z in zs], dtype=np.int64)
     path = Path(checkpoint_path)
     resume = path.is_file()
     # The simulation's training step: provenance is not used by training.
     labelled = TrainingSet(images, targets, np.zeros(targets.shape, np.uint8))
     result = train_step(init_model, labelled, ALConfig(net=net_config, train=train_config),
                         warm_start=init_model is not None, label_set=label_set, checkpoint_path=path,
-                        on_progress=on_progress)
+                        slice_keys=keys, on_progress=on_progress)
+    per_class = result.val_dice_per_class
     summary = {
         "slices": int(images.shape[0]),
         "network_shape": list(images.shape[1:]),
@@ -204,6 +208,9 @@ def train_model(
         "best_validation_dice": None if math.isnan(result.best_dice) else float(result.best_dice),
         "stopped_early": bool(result.stopped_early),
         "stop_reason": result.stop_reason,
+        "validation_slices": int(result.n_val),
+        # Held-out Dice per class (None: not measured): the guard of Eq. 7 reads it.
+        "val_dice_per_class": None if per_class is None else [None if not np.isfinite(v) else float(v) for v in per_class],
         "seconds": round(float(result.seconds), 1),
         "budget": {"max_epochs": train_config.max_epochs, "max_seconds": train_config.max_seconds},
         "resumed": resume,
@@ -240,6 +247,40 @@ def segment_volume(
 def step_plan(step) -> StepPlan:
     """The ``mltasks.step`` plan of an ``AcquisitionStep`` row."""
     return StepPlan(step.strategy, step.tau, step.slices_per_step, step.k_uncertain)
+
+
+LABEL_RULES = mlguard.RULES
+
+
+def guard_decision(held_out_dice: list | None, *, rule: str, strategy: str) -> dict:
+    """Eq. 7's guard for a step (``mltasks.guard.decide``) from the current model's held-out
+    Dice per class (None: no model or no held-out slice yet), as a dict with the rule."""
+    dice = None if held_out_dice is None else np.array([np.nan if v is None else v for v in held_out_dice], float)
+    decision = mlguard.decide(dice, config=mlguard.GuardConfig(rule=rule), strategy=strategy)
+    return {**decision.to_dict(), "rule": rule}
+
+
+def guard_query(
+    predicted: np.ndarray, mask: np.ndarray, hu_slice: np.ndarray, guard: dict, *, pixel_scale: float,
+    reference: np.ndarray | None = None,
+) -> tuple[np.ndarray, int, int | None]:
+    """A query's stored prediction under the step's guard (``mltasks.guard.guarded_prediction``).
+
+    Args:
+        predicted, mask: (H, W) of the chosen slice on its working grid.
+        hu_slice: (H, W) HU of that slice (the air outside the body is background).
+        guard: ``guard_decision``'s dict.
+        pixel_scale: working pixels per network pixel (scales the guard's boundary margin).
+        reference: (H, W) reference labels of that slice, when the scan has them.
+    Returns:
+        (labels (H, W) uint8, IGNORE where untrusted; auto-labelled pixels; how many of
+        those differ from ``reference``, None without one).
+    """
+    decision = mlguard.GuardDecision.from_dict(guard)
+    air = mlguard.air_outside_body(np.asarray(hu_slice)[None])[0]
+    labels, provenance = mlguard.guarded_prediction(predicted, mask, decision, air=air, pixel_scale=pixel_scale)
+    wrong = None if reference is None else mlguard.auto_label_errors(labels, provenance, np.asarray(reference))
+    return labels, mlguard.auto_labelled(provenance), wrong
 
 
 def merge(predicted: np.ndarray, mask: np.ndarray, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,9 @@ class AcquisitionStep(models.Model):
     # What the phases cost: {"inferring": {"seconds", "first_model_seconds", "slices", "slice_passes",
     # "network_pixels"}}; the next step's estimate is made from it (steps.selectors.step_cost_estimate).
     costs = models.JSONField(default=dict, blank=True)
+    # Eq. 7's guard for this step (mltasks.guard.GuardDecision.to_dict() and the rule): which
+    # unqueried pixels take the model's label, or whole slices while the model is not trusted.
+    guard = models.JSONField(default=dict, blank=True)
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -71,6 +74,10 @@ class Query(models.Model):
     uncertainty = models.BinaryField()  # zlib float16 pixel uncertainty u
     n_queried = models.PositiveIntegerField()
     n_pixels = models.PositiveIntegerField()
+    # Unqueried pixels whose predicted label joins the training set (Eq. 7 under the step's
+    # guard), and how many of those differ from the scan's reference labels (None: no reference).
+    n_auto_labelled = models.PositiveIntegerField(default=0)
+    n_auto_wrong = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     # The lock: at most one annotator works on a query until lock_expires.
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -39,6 +39,9 @@ def _mac_row(rows) -> dict:
         "slice_pixels": pixels,
         "mac": queried / pixels if pixels else None,
         "seconds_spent": rows.get("seconds") or 0.0,
+        # Eq. 7's auto-labels (under the step's guard) and, where a reference exists, the wrong ones.
+        "auto_labelled_pixels": rows.get("auto") or 0,
+        "auto_labelled_wrong": rows.get("auto_wrong"),
     }
 
 
@@ -48,6 +51,8 @@ _AGG = {
     "queried": Sum("n_queried"),
     "pixels": Sum("n_pixels"),
     "seconds": Sum("seconds_spent"),
+    "auto": Sum("n_auto_labelled"),
+    "auto_wrong": Sum("n_auto_wrong"),
 }
 
 

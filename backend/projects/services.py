@@ -42,12 +42,18 @@ _NETWORK_LIMITS: dict[str, tuple[type, float, float]] = {
     "augment": (bool, 0, 1), "val_samples": (int, 1, 100), "seed": (int, 0, 2**31 - 1),
     "warm_start": (bool, 0, 1), "min_batches_per_epoch": (int, 0, 10_000),
     "max_seconds": (float, 0.0, 7 * 86_400.0), "pixel_mm": (float, 0.25, 10.0),
+    "label_rule": (str, 0, 0),
 }
+# Choices of the string options (mltasks.guard.RULES: Eq. 7 with the guard, the paper's, never).
+_NETWORK_CHOICES = {"label_rule": ("guard", "paper", "masked")}
 _ARCHITECTURE_KEYS = ("width", "depth", "matrix", "dropout")
 
 
 def _option_error(key: str, value) -> str | None:
     kind, low, high = _NETWORK_LIMITS[key]
+    if kind is str:
+        choices = _NETWORK_CHOICES[key]
+        return None if value in choices else f"Network option {key!r} must be one of {', '.join(choices)}, not {value!r}."
     if kind is bool:
         return None if isinstance(value, bool) else f"Network option {key!r} must be true or false, not {value!r}."
     accepted = (int, float) if kind is float else (int,)

@@ -111,6 +111,7 @@ TABLE = [
     Row("acq-settings", "PATCH", L, ALLOWED, {}),
     Row("acq-tau-preview", "GET", L, ALLOWED),
     Row("acq-mac", "GET", L, ALLOWED),
+    Row("acq-step-cost", "GET", L, ALLOWED),
     Row("acq-training-set", "GET", A, ALLOWED),
     Row("acq-training-set-seed", "POST", L, ALLOWED, {}),
     Row("acq-training-set-export", "GET", L, ALLOWED),

@@ -40,7 +40,7 @@ class StepOutput(serializers.ModelSerializer):
         model = AcquisitionStep
         fields = ["id", "number", "state", "reason", "strategy", "tau", "slices_per_step", "k_uncertain",
                   "mc_samples", "percent", "eta_seconds", "cancel_requested", "selected", "stop_reached",
-                  "transitions", "created", "updated", "finished", "model_version", "mac"]
+                  "transitions", "created", "updated", "finished", "model_version", "mac", "guard", "costs"]
 
     def get_model_version(self, step) -> int | None:
         version = getattr(step, "model_version", None)

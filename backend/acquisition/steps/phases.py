@@ -30,6 +30,7 @@ from backend.acquisition import codec, ml_adapter
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
 from backend.acquisition.selectors import current_model, pool_scans
 from backend.acquisition.states import State
+from backend.acquisition.steps.guarding import guarded_masks, guarded_predictions, step_guard
 from backend.acquisition.steps.progress import Cancelled, LeaseKeeper, PhaseReporter
 from backend.acquisition.steps.scan_inputs import ScanInputs
 from backend.acquisition.steps.services import (
@@ -105,7 +106,7 @@ def _configs(project: Project, *, first: bool):
 
 
 def _training_data(project: Project, *, pixel_mm: float | None, depth: int) -> list:
-    """Per scan of the training set: ((n, H, W) HU, (n, H, W) uint8 labels, its network grid)."""
+    """Per scan of the training set: ((n, H, W) HU, (n, H, W) uint8 labels, its network grid, the n z)."""
     rows = TrainingSlice.objects.filter(project=project).select_related("scan").order_by("scan_id", "z")
     by_scan: dict[int, list] = {}
     for row in rows:
@@ -118,7 +119,8 @@ def _training_data(project: Project, *, pixel_mm: float | None, depth: int) -> l
         hu = ml_adapter.scan_hu(scan)
         images = np.stack([np.asarray(hu[row.z]) for row in scan_rows])
         labels = np.stack([codec.unpack_labels(row.labels, (row.height, row.width)) for row in scan_rows])
-        samples.append((images, labels, ml_adapter.network_grid(scan.geometry, pixel_mm=pixel_mm, depth=depth)))
+        grid = ml_adapter.network_grid(scan.geometry, pixel_mm=pixel_mm, depth=depth)
+        samples.append((images, labels, grid, [row.z for row in scan_rows]))
     return samples
 
 
@@ -228,16 +230,21 @@ def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     reporter.update(0.5)
     keys, scores = ranking.keys, ranking.scores
     labels, u = _working_maps_of(step, ranking, selection.chosen)
-    masks = _query_masks(u, plan, seed=step.pk)
+    guard = step_guard(step)
+    masks = guarded_masks(_query_masks(u, plan, seed=step.pk), guard)
+    chosen = [(int(keys[i][0]), int(keys[i][1])) for i in selection.chosen]
+    stored = guarded_predictions(step, guard, chosen, labels, masks)
     with transaction.atomic():
         fresh = _locked_step(step, State.SELECTING, runner)
         fresh.candidates = [[int(keys[i][0]), int(keys[i][1]), float(scores[i])] for i in selection.candidates]
-        fresh.selected = [[int(keys[i][0]), int(keys[i][1])] for i in selection.chosen]
+        fresh.selected = [list(key) for key in chosen]
+        fresh.guard = guard
         Query.objects.bulk_create([
-            Query(step=fresh, scan_id=int(keys[i][0]), z=int(keys[i][1]), height=masks[j].shape[0],
-                  width=masks[j].shape[1], mask=codec.pack_mask(masks[j]), predicted=codec.pack_labels(labels[j]),
-                  uncertainty=codec.pack_float16(u[j]), n_queried=int(masks[j].sum()), n_pixels=int(masks[j].size))
-            for j, i in enumerate(selection.chosen)
+            Query(step=fresh, scan_id=scan_id, z=z, height=masks[j].shape[0], width=masks[j].shape[1],
+                  mask=codec.pack_mask(masks[j]), predicted=codec.pack_labels(stored[j][0]),
+                  uncertainty=codec.pack_float16(u[j]), n_queried=int(masks[j].sum()), n_pixels=int(masks[j].size),
+                  n_auto_labelled=stored[j][1], n_auto_wrong=stored[j][2])
+            for j, (scan_id, z) in enumerate(chosen)
         ])
         step_transition(step=fresh, target=State.ANNOTATING)
         queries_auto_answer_empty(step=fresh)

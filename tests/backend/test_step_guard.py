@@ -1,0 +1,119 @@
+"""Eq. 7 with a guard in the worker: whole slices while the model is untrusted, auto-labels counted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from rest_framework.test import APIClient
+
+from backend.acquisition import codec
+from backend.acquisition.models import ModelVersion, Query, TrainingSlice
+from backend.acquisition.selectors import mac_summary
+from backend.acquisition.states import State
+from backend.acquisition.steps.services import step_start
+from backend.imaging.volumes import reference_labels, scan_volume
+from tests.backend.factories import acquisition_project, use_tmp_storage
+from tests.backend.test_acquisition_phases import answer_all, run_phase
+
+pytestmark = pytest.mark.django_db
+IGNORE = 255
+
+
+@pytest.fixture(autouse=True)
+def _storage(settings, tmp_path):
+    use_tmp_storage(settings, tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _project(rule: str | None = None, **fields):
+    project, lead, (annotator, _) = acquisition_project(n_pool=1, n_test=0, **fields)
+    if rule is not None:
+        project.network_config = {**project.network_config, "label_rule": rule}
+        project.save(update_fields=["network_config"])
+    return project, lead, annotator
+
+
+def _select(project, lead):
+    step = step_start(project=project, user=lead)
+    for phase in (State.INFERRING, State.SELECTING):
+        assert run_phase(step, phase) == "done", phase
+    step.refresh_from_db()
+    return step, list(Query.objects.filter(step=step).order_by("id"))
+
+
+def _unpacked(query):
+    shape = (query.height, query.width)
+    return codec.unpack_mask(query.mask, shape), codec.unpack_labels(query.predicted, shape)
+
+
+def test_an_untrusted_first_model_asks_for_whole_slices_and_labels_nothing_itself():
+    project, lead, annotator = _project()
+    step, queries = _select(project, lead)
+    assert step.guard["mode"] == "whole_slices" and "held-out" in step.guard["reason"]
+    version = ModelVersion.objects.get(project=project, number=0)
+    assert len(version.training["val_dice_per_class"]) == 23 and version.training["validation_slices"] >= 1
+    for query in queries:
+        mask, _ = _unpacked(query)
+        assert mask.all() and query.n_auto_labelled == 0
+    answer_all(step, annotator)
+    for row in TrainingSlice.objects.filter(step=step):
+        ref = np.asarray(reference_labels(row.scan.reference_labels.get())[row.z])
+        np.testing.assert_array_equal(codec.unpack_labels(row.labels, (row.height, row.width)), ref)
+    assert mac_summary(project)["steps"][0]["auto_labelled_pixels"] == 0
+
+
+def test_the_papers_rule_auto_labels_every_unqueried_pixel_and_counts_the_wrong_ones():
+    project, lead, annotator = _project("paper", tau=0.05)
+    step, queries = _select(project, lead)
+    assert step.guard["mode"] == "auto_label" and step.guard["trusted"] is None
+    for query in queries:
+        mask, stored = _unpacked(query)
+        assert query.n_auto_labelled == int((~mask).sum()) and (stored[~mask] != IGNORE).all()
+        ref = np.asarray(reference_labels(query.scan.reference_labels.get())[query.z])
+        assert query.n_auto_wrong == int(((stored != ref) & ~mask).sum())
+    row = mac_summary(project)["steps"][0]
+    assert row["auto_labelled_pixels"] == sum(q.n_auto_labelled for q in queries)
+    assert row["auto_labelled_wrong"] == sum(q.n_auto_wrong for q in queries)
+    api = APIClient()
+    api.force_authenticate(lead)
+    listed = api.get(f"/api/projects/{project.id}/steps/").json()[0]
+    assert listed["guard"]["rule"] == "paper" and listed["mac"]["auto_labelled_wrong"] == row["auto_labelled_wrong"]
+
+
+def test_a_model_trusted_on_some_classes_auto_labels_only_those_and_the_air():
+    """A mean held-out Dice below 0.5 would ask for whole slices (the first test)."""
+    project, lead, annotator = _project(tau=0.05)
+    step, _ = _select(project, lead)
+    answer_all(step, annotator)
+    for phase in (State.TRAINING, State.EVALUATING):
+        assert run_phase(step, phase) == "done"
+    version = ModelVersion.objects.get(step=step)
+    # Background and labels 1, 2 learnt (>= 0.8); the rest half-learnt: a mean above 0.5.
+    trusted = [0.99, 0.95, 0.9] + [0.6] * 20
+    version.training = {**version.training, "val_dice_per_class": trusted}
+    version.save(update_fields=["training"])
+    step2, queries = _select(project, lead)
+    assert step2.guard["mode"] == "auto_label" and step2.guard["trusted"] == [0, 1, 2]
+    for query in queries:
+        mask, stored = _unpacked(query)
+        assert set(np.unique(stored[~mask])) <= {0, 1, 2, IGNORE}
+        hu = np.asarray(scan_volume(query.scan)[query.z])
+        assert (stored[(hu < -900) & ~mask & (stored != IGNORE)] == 0).all()  # air is background
+        assert query.n_auto_labelled == int(((stored != IGNORE) & ~mask).sum())
+
+
+def test_a_project_chooses_its_rule_and_a_wrong_one_is_refused_with_the_choices():
+    project, lead, _ = _project()
+    api = APIClient()
+    api.force_authenticate(lead)
+    bad = api.patch(f"/api/projects/{project.id}/", {"network_config": {"label_rule": "sometimes"}}, format="json")
+    assert bad.status_code == 400 and "guard, paper, masked" in str(bad.json())
+    project.refresh_from_db()
+    assert "label_rule" not in project.network_config
+    ok = api.patch(f"/api/projects/{project.id}/",
+                   {"network_config": {**project.network_config, "label_rule": "masked"}}, format="json")
+    assert ok.status_code == 200
