@@ -31,7 +31,8 @@ def seed_demo_pool(
     Args:
         admin: the user recorded as creator and importer.
         shape: (z, y, x) voxels of each phantom; ``slice_mm`` apart in z, 380 mm in-plane
-            (the defaults give 100 mm of hip, about 100 working-grid slices, 50 MB per scan).
+            (the defaults give 100 mm of hip in 40 slices, all kept by the working grid, with the
+            body's box of the 128 x 128 pixels in-plane: about 1.2 MB per scan).
     Raises:
         RuntimeError if a phantom fails to import (a bug, since phantoms are valid input).
     """

@@ -25,25 +25,23 @@ from django.conf import settings
 
 from mltasks.errors import (
     EmptyLabelMap,
+    InvalidArray,
     InvalidLabelMap,
     MyoLabelError,
     NotAnImage,
     SeriesNotFound,
 )
 from mltasks.geometry import Geometry
+from mltasks.grid import DEFAULT_MARGIN_MM, WorkingGrid, working_grid
 from mltasks.io import (
-    labels_outside,
     list_dicom_series,
     read_label_onto,
     read_volume,
     safe_extract_zip,
 )
 from mltasks.io.files import READ_SUFFIXES, suffix_of
-from mltasks.preprocess import AIR_HU, network_geometry, resample, resample_labels_to_network
 
-# The working grid of method.md §1, on which scans are stored and shown.
-WORKING_GRID = {"matrix": 512, "fov_mm": 360.0, "slice_interval_mm": 1.0}
-# Working-grid slices resampled at a time: bounds memory to the original plus one slab.
+# Working slices copied at a time: bounds a float CT's rounding temporaries to one slab.
 _SLAB = 32
 _FORMATS = {".nii": "nifti", ".nii.gz": "nifti", ".mha": "mha", ".mhd": "mha", ".nrrd": "nrrd", ".nhdr": "nrrd"}
 _DATA_FILE_KEYS = {".mhd": r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", ".nhdr": r"^\s*data ?file\s*:\s*(.+?)\s*$"}
@@ -105,9 +103,9 @@ class ReferenceLabels:
     """A reference label map on the working grid.
 
     Attributes:
-        labels: (z', 512, 512) uint8 on the working grid.
+        labels: (z', H, W) uint8 on the working grid.
         slices: working-grid z indices that count as labelled.
-        outside: {label value: voxels of the map (on the CT grid) outside the working grid}, dropped.
+        outside: {label value: voxels of the map (on the CT grid) the working grid does not keep}, dropped.
     """
 
     labels: np.ndarray
@@ -233,46 +231,41 @@ def read_source(source: Source) -> ReadSource:
     return ReadSource(source=source, hu=hu, geometry=geometry, content_hash=digest)
 
 
-def working_volume(hu: np.ndarray, geometry: Geometry, *, on_fraction: Fraction | None = None) -> tuple[np.ndarray, Geometry]:
-    """Resample (linear) a CT onto the working grid, slab by slab; int16 HU (z', 512, 512).
+def working_volume(read: ReadSource, *, on_fraction: Fraction | None = None) -> tuple[np.ndarray, WorkingGrid]:
+    """The CT's working grid (``mltasks.grid``) and its int16 HU there: a copy of the kept voxels.
 
-    The same as one ``mltasks.preprocess.resample`` call, but never holds more
-    than one float32 slab of the output besides the int16 result.
+    Copied slab by slab of working slices, so that progress moves and a float CT
+    never needs a second full-size float copy. Float HU are rounded (int16 is how
+    every scan is stored); int16 HU are copied exactly.
+    Raises InvalidArray (named after the source) when no voxel lies above -500 HU.
     """
-    target = network_geometry(geometry, **WORKING_GRID)
-    out = np.empty(target.shape, dtype=np.int16)
-    direction = np.asarray(geometry.direction, dtype=np.float64).reshape(3, 3)
-    step = target.spacing[0] / geometry.spacing[0]  # source slices per working slice
-    for k0 in range(0, target.shape[0], _SLAB):
-        k1 = min(k0 + _SLAB, target.shape[0])
-        s0 = max(int(np.floor(k0 * step)) - 1, 0)
-        s1 = min(int(np.ceil((k1 - 1) * step)) + 2, geometry.shape[0])
-        src = _sub_geometry(geometry, direction, s0, s1)
-        dst = _sub_geometry(target, direction, k0, k1)
-        slab = resample(hu[s0:s1], src, dst, interpolation="linear", default=AIR_HU)
-        np.rint(slab, out=slab)
-        np.clip(slab, -32768, 32767, out=slab)
+    try:
+        grid = working_grid(read.hu, read.geometry)
+    except InvalidArray as exc:
+        raise InvalidArray(f"{read.source.name}: {exc}") from exc
+    out = np.empty(grid.shape, dtype=np.int16)
+    rows, cols = slice(*grid.rows), slice(*grid.cols)
+    for k0 in range(0, grid.n_slices, _SLAB):
+        k1 = min(k0 + _SLAB, grid.n_slices)
+        z0 = grid.z_start + grid.z_step * k0
+        slab = read.hu[z0:z0 + grid.z_step * (k1 - k0):grid.z_step, rows, cols]
+        if slab.dtype != np.int16:
+            slab = np.clip(np.rint(slab), -32768, 32767)
         out[k0:k1] = slab
         if on_fraction is not None:
-            on_fraction(k1 / target.shape[0])
-    return out, target
-
-
-def _sub_geometry(geometry: Geometry, direction: np.ndarray, k0: int, k1: int) -> Geometry:
-    origin = np.asarray(geometry.origin) + direction[:, 2] * geometry.spacing[0] * k0
-    return Geometry(shape=(k1 - k0, *geometry.shape[1:]), spacing=geometry.spacing,
-                    origin=tuple(float(v) for v in origin), direction=geometry.direction)
+            on_fraction(k1 / grid.n_slices)
+    return out, grid
 
 
 def read_reference_labels(
-    path: Path, name: str, read: ReadSource, target: Geometry, *, allowed: set[int]
+    path: Path, name: str, read: ReadSource, grid: WorkingGrid, *, allowed: set[int]
 ) -> ReferenceLabels:
-    """Place a label map onto the CT (by physical position), check it, bring it to the working grid.
+    """Place a label map onto the CT (by physical position), check it, and keep its working-grid voxels.
 
     Returns:
-        The labels on ``target``, the working-grid slices holding any label, and the
-        labelled voxels that fell outside ``target`` (the working grid keeps the central
-        360 mm of each slice, so a wide CT loses e.g. its arms).
+        The labels on ``grid`` (an exact copy, no resampling), the working slices holding
+        any label, and the labelled voxels the working grid does not keep (on slices left
+        out by thinning, or outside the in-plane box, which holds all tissue).
     Raises:
         InvalidLabelMap (values outside ``allowed``; nothing left on the working grid),
         and mltasks.io's label-map errors.
@@ -287,23 +280,43 @@ def read_reference_labels(
         msg = (f"{name}: label values {listed} are not in the label set (values 0-{max(allowed)}); "
                "choose the matching label set or relabel the map")
         raise InvalidLabelMap(msg)
-    on_ct = on_ct.astype(np.uint8)
-    labels = resample_labels_to_network(on_ct, read.geometry, target)
+    on_ct = on_ct.astype(np.uint8, copy=False)
+    labels = grid.crop(on_ct)
     slices = [int(k) for k in np.flatnonzero(labels.reshape(labels.shape[0], -1).any(axis=1))]
     if not slices:
-        msg = f"{name}: no labelled voxel lies inside the 360 mm field of view of the working grid"
+        msg = (f"{name}: no labelled voxel lies on the working grid ({_grid_parts(grid)}); "
+               "check that the label map belongs to this CT")
         raise EmptyLabelMap(msg)
-    return ReferenceLabels(labels, slices, labels_outside(on_ct, read.geometry, target))
+    # mltasks.io.labels_outside counts voxel centres outside another grid's extent: slices
+    # dropped by thinning lie inside that extent, so count what the crop did not keep instead.
+    lost = _label_counts(on_ct) - _label_counts(labels)
+    return ReferenceLabels(labels, slices, {int(v): int(n) for v, n in enumerate(lost) if v and n})
 
 
-def labels_outside_text(name: str, outside: dict[int, int], names: dict[int, str] | None = None) -> str:
+def _label_counts(labels: np.ndarray) -> np.ndarray:
+    """(256,) voxels of each uint8 label value; slice by slice, as bincount widens to int64."""
+    counts = np.zeros(256, np.int64)
+    for plane in labels:
+        counts += np.bincount(plane.ravel(), minlength=256)
+    return counts
+
+
+def _grid_parts(grid: WorkingGrid) -> str:
+    """What a working grid keeps, in words."""
+    sz = grid.original.spacing[0]
+    slices = (f"one acquired slice in {grid.z_step}, thinning the {sz:g} mm slices to {sz * grid.z_step:g} mm"
+              if grid.z_step > 1 else "every acquired slice")
+    return f"{slices}; in-plane, the box around everything above -500 HU plus {DEFAULT_MARGIN_MM:g} mm"
+
+
+def labels_outside_text(name: str, outside: dict[int, int], grid: WorkingGrid,
+                        names: dict[int, str] | None = None) -> str:
     """The sentence that tells an importer which labels lost voxels outside the working grid."""
     names = names or {}
     listed = ", ".join(f"label {v}" + (f" ({names[v]})" if v in names else "") + f": {n}"
                        for v, n in sorted(outside.items()))
     return (f"{name}: {sum(outside.values())} labelled voxels lie outside the working grid "
-            f"(the central {WORKING_GRID['fov_mm']:g} mm of each slice) and were left out ({listed}); "
-            "the stored reference lacks them")
+            f"({_grid_parts(grid)}) and were left out ({listed}); the stored reference lacks them")
 
 
 def _stem(name: str) -> str:

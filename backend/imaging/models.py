@@ -1,8 +1,11 @@
 """CT pools, scans with their stored volumes, reference label maps and import jobs.
 
 Every scan is stored twice: its original files as uploaded, and its volume on the
-working grid (method.md §1: 1 mm slice interval, 360 mm field of view, 512 x 512),
-as int16 HU in a .npy file, which the slice endpoints and the worker read.
+working grid as int16 HU in a .npy file, which the slice endpoints and the worker read.
+The working grid (``mltasks.grid``) is a subset of the CT's own voxels: its acquired
+slices (thinned below about 1 mm) and the in-plane box of everything above -500 HU
+plus 10 mm. Scans imported before it (``working_grid`` null) keep the grid they were
+resampled onto then: 1 mm slices, 360 mm field of view, 512 x 512.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class Scan(models.Model):
     # Geometry dicts as mltasks.geometry.Geometry.to_dict(): of the original and of the working grid.
     original_geometry = models.JSONField()
     geometry = models.JSONField()
+    # mltasks.grid.WorkingGrid.to_dict(): which original voxels the working grid keeps, so that
+    # arrays go back exactly (backend.imaging.grids). Null: an older import, resampled instead.
+    working_grid = models.JSONField(null=True, blank=True)
     volume = models.FileField(upload_to="scans/%Y/%m/")  # .npy int16 HU (z, y, x) on the working grid
     # DICOM identifiers (empty for NIfTI/MHA/NRRD sources).
     patient_id = models.CharField(max_length=64, blank=True)

@@ -1,4 +1,5 @@
-"""Writes of one scan: its working-grid volume, original files, reference labels and rows.
+"""Writes of one scan: its working-grid volume (a copy of the CT's kept voxels, ``mltasks.grid``),
+original files, reference labels and rows.
 
 A series, and the same pixel data, are imported once in the whole installation.
 The importer checks this first to name the existing scan; the database enforces it
@@ -31,6 +32,7 @@ from backend.imaging.models import Pool, ReferenceLabelMap, Scan, ScanFile
 from backend.imaging.volumes import save_array
 from backend.projects.models import DEFAULT_LABEL_SET_NAME, LabelSet, Project
 from mltasks.errors import MyoLabelError
+from mltasks.grid import WorkingGrid
 from mltasks.io.files import suffix_of
 
 if TYPE_CHECKING:  # annotations only
@@ -101,18 +103,18 @@ def scan_create(
     Raises DuplicateScan when another import stored the same series or pixel data first.
     """
     on_fraction = on_fraction or (lambda f: None)
-    volume, target = importing.working_volume(read.hu, read.geometry, on_fraction=lambda f: on_fraction(0.6 * f))
+    volume, grid = importing.working_volume(read, on_fraction=lambda f: on_fraction(0.6 * f))
     reference = None
     if labels is not None:
         label_set = label_set or label_set_for_pool(pool)
         allowed = {0, *label_set.labels.values_list("value", flat=True)}
-        reference = importing.read_reference_labels(labels.path, labels.name, read, target, allowed=allowed)
+        reference = importing.read_reference_labels(labels.path, labels.name, read, grid, allowed=allowed)
         if labelled_slices is not None:
-            reference.slices = _checked_slices(labels.name, labelled_slices, target.shape[0])
-    warning = _outside_warning(labels, reference, label_set)
+            reference.slices = _checked_slices(labels.name, labelled_slices, grid.n_slices)
+    warning = _outside_warning(labels, reference, label_set, grid)
     written: list[str] = []
     try:
-        scan = _scan_row(pool, read, user, target, warning)
+        scan = _scan_row(pool, read, user, grid, warning)
         scan.volume.name = save_array(volume, scan.volume.field.generate_filename(scan, f"{uuid.uuid4().hex}.npy"))
         written.append(scan.volume.name)
         del volume
@@ -130,11 +132,12 @@ def scan_create(
     return CreatedScan(scan, reference.outside if reference is not None else {}, warning)
 
 
-def _outside_warning(labels: ImportInput | None, reference: ReferenceLabels | None, label_set) -> str:
+def _outside_warning(labels: ImportInput | None, reference: ReferenceLabels | None, label_set,
+                     grid: WorkingGrid) -> str:
     if reference is None or not reference.outside:
         return ""
     names = dict(label_set.labels.filter(value__in=reference.outside).values_list("value", "name"))
-    return importing.labels_outside_text(labels.name, reference.outside, names)
+    return importing.labels_outside_text(labels.name, reference.outside, grid, names)
 
 
 def _save_rows(read, user: User, scan, files, reference, label_set, label_name, labels) -> None:
@@ -154,15 +157,17 @@ def _save_rows(read, user: User, scan, files, reference, label_set, label_name, 
         raise error from None
 
 
-def _scan_row(pool: Pool, read: ReadSource, user: User, target, warning: str) -> Scan:
+def _scan_row(pool: Pool, read: ReadSource, user: User, grid: WorkingGrid, warning: str) -> Scan:
     ids = read.source.identifiers
     log = (f"imported from {read.source.name}; original grid {read.geometry.shape} (z, y, x) "
-           f"at {tuple(round(s, 4) for s in read.geometry.spacing)} mm; dtype {read.hu.dtype}")
+           f"at {tuple(round(s, 4) for s in read.geometry.spacing)} mm; dtype {read.hu.dtype}; "
+           f"working grid {grid.shape}: slices {grid.z_start} to {grid.z_indices[-1]} step {grid.z_step}, "
+           f"rows {grid.rows[0]}-{grid.rows[1] - 1}, columns {grid.cols[0]}-{grid.cols[1] - 1}")
     if warning:
         log += "\n" + warning
     return Scan(
         pool=pool, name=read.source.scan_name[:255], original_geometry=read.geometry.to_dict(),
-        geometry=target.to_dict(), patient_id=ids.get("PatientID", "")[:64],
+        geometry=grid.geometry.to_dict(), working_grid=grid.to_dict(), patient_id=ids.get("PatientID", "")[:64],
         study_uid=ids.get("StudyInstanceUID", "")[:64], series_uid=read.source.series_uid[:64],
         modality=ids.get("Modality", "CT" if read.source.source_format == "dicom" else "")[:16],
         manufacturer=ids.get("Manufacturer", "")[:128], series_description=ids.get("SeriesDescription", "")[:255],

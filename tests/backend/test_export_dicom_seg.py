@@ -9,8 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from backend.acquisition import ml_adapter
 from backend.acquisition.outputs.export import dicom_seg_bytes
+from backend.imaging import grids
 from backend.imaging.models import Scan
 from backend.imaging.services import scan_import_file
 from backend.imaging.volumes import save_array
@@ -35,8 +35,9 @@ def _storage(settings, tmp_path):
 def _segmented(scan: Scan, project):
     """A finished segmentation of ``scan`` with two boxes (labels 1 and 2) on its working grid."""
     labels = np.zeros(scan.shape, np.uint8)
-    labels[:, 150:300, 120:260] = 1
-    labels[1:, 320:420, 280:400] = 2
+    _, h, w = scan.shape
+    labels[:, h * 3 // 10:h * 6 // 10, w // 4:w // 2] = 1
+    labels[1:, h * 6 // 10:h * 8 // 10, w * 55 // 100:w * 8 // 10] = 2
     seg = segmentation_with_uncertainty(project, scan, np.zeros(scan.shape, np.float16))
     seg.labels = save_array(labels, "acquisition/segmentations/labels.npy")
     seg.save(update_fields=["labels"])
@@ -44,7 +45,8 @@ def _segmented(scan: Scan, project):
 
 
 def test_the_seg_of_a_dicom_import_refers_to_its_original_instances(tmp_path):
-    # Five 2 mm slices of 64 x 64 pixels over 360 mm: the working grid has 1 mm slices of 512 x 512.
+    # Five 2 mm slices of 64 x 64 pixels over 360 mm, the body 8 pixels from every edge: the working
+    # grid keeps the five slices and the body plus 2 pixels (10 mm) on every side.
     geometry = Geometry(shape=(5, 64, 64), spacing=(2.0, 5.625, 5.625), origin=(-180.0, -180.0, 40.0))
     hu = np.full(geometry.shape, -1000, np.int16)
     hu[:, 8:56, 8:56] = 40
@@ -67,8 +69,10 @@ def test_the_seg_of_a_dicom_import_refers_to_its_original_instances(tmp_path):
     assert (dcm.Rows, dcm.Columns) == (64, 64)
     frames = hd.seg.Segmentation.from_dataset(dcm).get_pixels_by_source_instance(
         source_sop_instance_uids=[ds.SOPInstanceUID for ds in originals], combine_segments=True)
-    expected = ml_adapter.to_original_grid(labels, scan.geometry, scan.original_geometry, labels=True)
+    assert scan.shape == (5, 52, 52)
+    expected = grids.to_original(scan, labels, labels=True)
     assert expected.shape == (5, 64, 64) and set(np.unique(expected)) == {0, 1, 2}
+    np.testing.assert_array_equal(expected[:, 6:58, 6:58], labels)  # exact: the working voxels are the CT's
     np.testing.assert_array_equal(frames, expected)  # segment numbers 1, 2 = label values 1, 2 here
 
 

@@ -79,12 +79,13 @@ def test_given_labelled_slices_mark_a_partial_map(tmp_path):
     labels = np.zeros(GEOMETRY.shape, np.uint8)
     labels[1:3, 4:12, 4:12] = 5
     path = write_volume(labels, GEOMETRY, tmp_path / "labels.nii.gz")
-    call_command("import_ct", str(ct(tmp_path)), "--pool", "p", "--labels", str(path), "--labelled-slices", "3,4")
-    assert ReferenceLabelMap.objects.get().labelled_slices == [3, 4]
+    # The 3 mm slices are the working slices: z indices 0-3.
+    call_command("import_ct", str(ct(tmp_path)), "--pool", "p", "--labels", str(path), "--labelled-slices", "2,3")
+    assert ReferenceLabelMap.objects.get().labelled_slices == [2, 3]
     with pytest.raises(CommandError, match="1 of 1 imports failed"):
         call_command("import_ct", str(ct(tmp_path, "c.nii.gz", 2)), "--pool", "p", "--labels", str(path),
                      "--labelled-slices", "99")
-    assert "labelled slices [99] are outside the working grid's 0-9" in ImportJob.objects.latest("id").results[0]["error"]
+    assert "labelled slices [99] are outside the working grid's 0-3" in ImportJob.objects.latest("id").results[0]["error"]
 
 
 def test_a_zip_of_image_files_imports_each_file(tmp_path):

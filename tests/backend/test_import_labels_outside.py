@@ -1,8 +1,10 @@
 """Issue 15 item 12: labels of a reference map outside the working grid are counted and reported.
 
-The working grid keeps the central 360 mm of each slice. A CT with a wider field of
-view (arms at the sides) keeps its scan, but the labels out there cannot be stored:
-the import result says how many voxels of which labels were left out.
+In-plane, the working grid keeps the box around everything denser than air (above
+-500 HU) plus 10 mm. A label map drawn beyond it, into the air around the body, keeps
+its scan, but the labels out there cannot be stored: the import result says how many
+voxels of which labels were left out. (Labels on slices dropped by thinning a sub-
+millimetre series: tests/backend/test_import_grid.py.)
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ from tests.backend.factories import (
 
 pytestmark = pytest.mark.django_db
 
-# 20 x 24 voxels of 20 mm: 400 x 480 mm in plane. Centred in it, the working grid's 360 mm
-# reach 179.6 mm (half a working pixel less than 180) from the centre, which lies between
-# columns 9 and 10 and between rows 11 and 12: column 0 (190 mm off) and rows 0-2 (190-230 mm)
-# lie outside, column 1 and row 3 (170 mm) inside.
+# 20 x 24 voxels of 20 mm: 400 x 480 mm in plane, a body in rows 4-19 and columns 3-16, air
+# around it. The working grid's box adds 10 mm, one voxel here: rows 3-20 and columns 2-17, so
+# rows 0-2 and columns 0-1 lie outside.
 WIDE = Geometry(shape=(5, 24, 20), spacing=(2.0, 20.0, 20.0), origin=(-190.0, -230.0, 0.0))
 
 
@@ -43,9 +44,10 @@ def _storage(settings, tmp_path):
 
 
 def wide_ct_with_labels(tmp_path) -> tuple[ImportInput, ImportInput]:
-    hu = np.random.default_rng(0).integers(-900, 900, WIDE.shape).astype(np.int16)
+    hu = np.full(WIDE.shape, -1000, np.int16)
+    hu[:, 4:20, 3:17] = np.random.default_rng(0).integers(-100, 900, (5, 16, 14))
     labels = np.zeros(WIDE.shape, np.uint8)
-    labels[1:4, 10:14, 0:2] = 2  # an arm: column 0 outside -> 3 x 4 x 1 = 12 voxels lost, column 1 kept
+    labels[1:4, 10:14, 1:3] = 2  # drawn into the air: column 1 outside -> 3 x 4 x 1 = 12 voxels lost, 2 kept
     labels[1:4, 0:5, 8:12] = 1  # rows 0-2 outside -> 3 x 3 x 4 = 36 voxels lost, rows 3-4 kept
     labels[2, 10:12, 10:12] = 3  # wholly inside
     ct = write_volume(hu, WIDE, tmp_path / "wide.nii.gz")
@@ -67,8 +69,8 @@ def test_labels_outside_the_working_grid_are_counted_in_the_result(client, tmp_p
     assert result["labels_outside"] == {"voxels": 48, "labels": [{"value": 1, "voxels": 36},
                                                                  {"value": 2, "voxels": 12}]}
     assert result["warning"] == (
-        "labels.nii.gz: 48 labelled voxels lie outside the working grid (the central 360 mm of each slice) "
-        "and were left out (label 1 (structure 1): 36, label 2 (structure 2): 12); the stored reference lacks them")
+        "labels.nii.gz: 48 labelled voxels lie outside the working grid (every acquired slice; in-plane, "
+        "the box around everything above -500 HU plus 10 mm) and were left out (label 1 (structure 1): 36, label 2 (structure 2): 12); the stored reference lacks them")
     # The API gives the same result, and the scan's import log keeps the sentence.
     client.force_login(user)
     assert client.get(reverse("import-job", args=[job.pk])).json()["results"] == [result]
@@ -81,7 +83,7 @@ def test_labels_outside_the_working_grid_are_counted_in_the_result(client, tmp_p
 
 def test_a_label_map_wholly_inside_reports_nothing(tmp_path):
     hu = np.random.default_rng(1).integers(-900, 900, (4, 16, 16)).astype(np.int16)
-    geometry = Geometry(shape=(4, 16, 16), spacing=(2.0, 10.0, 10.0))  # 160 mm: all inside 360 mm
+    geometry = Geometry(shape=(4, 16, 16), spacing=(2.0, 10.0, 10.0))  # tissue everywhere: the box is the slice
     labels = np.zeros(geometry.shape, np.uint8)
     labels[:, :, :3] = 1  # up to the edge of the CT
     ct = write_volume(hu, geometry, tmp_path / "ct.nii.gz")

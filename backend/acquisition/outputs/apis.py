@@ -130,9 +130,10 @@ def _download(content: bytes | str, filename: str, content_type: str) -> HttpRes
 class GridQuery(serializers.Serializer):
     grid = serializers.ChoiceField(
         choices=["original", "working"], default="original",
-        help_text="NIfTI downloads: the CT's own grid as imported (default) or the 1 mm working grid.",
+        help_text="NIfTI downloads: the CT's own grid as imported (default) or the working grid "
+                  "(the scan as stored and shown).",
         error_messages={"invalid_choice": '"{input}" is not a grid: use original (the CT as imported) '
-                                          "or working (the 1 mm working grid)."})
+                                          "or working (the working grid, as the scan is shown)."})
 
 
 _FILES = "labels.nii.gz, uncertainty.nii.gz (gzip NIfTI), seg.dcm (DICOM-SEG) or report.csv"

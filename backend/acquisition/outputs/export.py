@@ -1,8 +1,8 @@
 """Exports: label maps as NIfTI and DICOM-SEG, the per-muscle report as CSV, the training set
 with every pixel's provenance. The NIfTI and CSV builders write what they are given on the
 scan's working grid (its stored geometry, which keeps the CT's physical position and
-orientation); the segmentation NIfTI downloads resample onto the original CT grid first
-(``apis_models``), and the DICOM-SEG of a DICOM import refers to its original images.
+orientation); the segmentation NIfTI downloads go back onto the original CT grid first
+(``backend.imaging.grids``), and the DICOM-SEG of a DICOM import refers to its original images.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from backend.acquisition import codec, ml_adapter
 from backend.acquisition.models import Segmentation, TrainingSlice
+from backend.imaging import grids
 
 REPORT_COLUMNS = ["name", "value", "voxels", "volume_ml", "mean_hu", "psv", "predicted_dice"]
 # Provenance codes of the exported map.
@@ -99,7 +100,7 @@ def dicom_seg_bytes(segmentation: Segmentation) -> bytes:
     labels = load_npy(segmentation.labels)
     sources = _original_series(scan)
     if sources:
-        on_original = ml_adapter.to_original_grid(labels, scan.geometry, scan.original_geometry, labels=True)
+        on_original = grids.to_original(scan, labels, labels=True)
         frames = on_original[[_slice_index(ds, scan.original_geometry) for ds in sources]]
     else:
         sources, frames = _working_grid_series(scan), labels

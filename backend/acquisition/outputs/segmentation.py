@@ -19,6 +19,7 @@ from backend.acquisition.outputs.export import load_npy, nifti_bytes
 from backend.acquisition.selectors import current_model
 from backend.acquisition.states import GPU_QUEUE
 from backend.core import jobs
+from backend.imaging import grids
 
 if TYPE_CHECKING:  # annotations only
     from django.contrib.auth.models import User
@@ -83,10 +84,11 @@ def segmentation_run(*, segmentation_id: int) -> str:
 
 def segmentation_nifti(seg: Segmentation, *, labels: bool, original_grid: bool) -> bytes:
     """The labels (uint8) or the uncertainty (float32) of a finished segmentation as NIfTI, on the
-    scan's working grid or resampled onto its original CT grid (nearest for labels, linear otherwise)."""
+    scan's working grid or put back onto its original CT grid (``backend.imaging.grids``: exact for
+    scans with a stored working grid; older scans resample, nearest for labels, linear otherwise)."""
     array = load_npy(seg.labels) if labels else load_npy(seg.uncertainty).astype("float32")
     geometry = seg.scan.geometry
     if original_grid:
         geometry = seg.scan.original_geometry
-        array = ml_adapter.to_original_grid(array, seg.scan.geometry, geometry, labels=labels)
+        array = grids.to_original(seg.scan, array, labels=labels)
     return nifti_bytes(array, geometry)
