@@ -39,7 +39,6 @@ from mltasks.netgrid import PROFILE_PIXEL_MM, NetworkGrid, network_grid_of, stac
 from mltasks.nets import NetConfig, UNet
 from mltasks.nets import profile as net_profile
 from mltasks.postprocess import keep_largest_components
-from mltasks.preprocess import to_original_grid as ml_to_original_grid
 from mltasks.progress import ProgressCallback, report
 from mltasks.ranking import planned_passes, rank_pool, score_network_slices
 from mltasks.report import structure_report
@@ -50,7 +49,7 @@ from mltasks.uncertainty import structure_wise_variance
 __all__ = [
     "IGNORE", "MyoLabelError", "calibration_fit", "calibration_held_out_mae", "evaluate", "label_set_of",
     "load_model", "merge", "network_configs", "preview_tau", "psv", "query_masks", "report_rows", "save_model",
-    "segment_volume", "SliceRanking", "choose_slices", "chosen_maps", "step_plan", "to_original_grid",
+    "segment_volume", "SliceRanking", "choose_slices", "chosen_maps", "step_plan",
     "train_model", "predicted_dice", "NetworkGrid", "network_grid", "pixel_mm_of", "model_pixel_mm",
     "network_inputs", "planned_passes", "rank_pool", "guard_decision", "guard_query", "LABEL_RULES", "score_network_slices", "training_budget",
 ]
@@ -122,13 +121,6 @@ def training_budget(overrides: dict, *, first: bool, device: str | None = None) 
     overrides = overrides or {}
     return {"max_epochs": int(overrides.get("max_epochs", epochs)),
             "max_seconds": float(overrides.get("max_seconds", seconds)), "device": device}
-
-
-def to_original_grid(array: np.ndarray, working: dict, original: dict, *, labels: bool) -> np.ndarray:
-    """A (z, y, x) array of a scan's working grid resampled onto its original CT grid
-    (geometries as stored on the Scan); nearest for labels, linear otherwise."""
-    return ml_to_original_grid(array, Geometry.from_dict(working), Geometry.from_dict(original),
-                               interpolation="nearest" if labels else "linear")
 
 
 def label_set_of(django_label_set) -> MlLabelSet:
@@ -373,7 +365,7 @@ def write_dicom_ct(hu: np.ndarray, geometry: dict, out_dir: str | Path, **identi
 
 
 def phantom_volume(seed: int, *, shape: tuple[int, int, int], fov_mm: float) -> tuple[np.ndarray, np.ndarray, dict]:
-    """A procedural phantom slab on the working-grid convention: (hu int16, labels uint8, geometry dict).
+    """A procedural phantom slab stored as it is: (hu int16, labels uint8, geometry dict).
 
     1 mm slices, ``fov_mm`` in-plane field of view on ``shape[1:]`` pixels, centred on the hips.
     """

@@ -135,3 +135,37 @@ def test_models_of_earlier_versions_run_at_the_pixel_of_their_square_matrix():
                                    pixel_mm=360 / 256, depth=4)
     assert grid.shape == (256, 256)  # what such a model saw before network grids
     np.testing.assert_allclose(grid.pixel_mm, (360 / 256, 360 / 256))
+
+
+def test_every_query_of_a_3_mm_series_is_an_acquired_slice(tmp_path):
+    """Imported through the product (the working grid keeps the acquired slices), seeded, one step."""
+    from backend.acquisition.steps.training_set import training_set_seed
+    from backend.imaging import grids
+    from backend.imaging.services import ImportInput, scan_import_file
+    from mltasks.io import write_volume
+
+    project, lead, _ = acquisition_project(n_pool=0, n_test=0, seed_fraction=None, slices_per_step=3,
+                                           k_uncertain=6)
+    spacing = (3.0, 5.0, 5.0)
+    ph = generate_phantom(11, shape=(14, 72, 72), spacing=spacing)
+    original = Geometry(shape=ph.hu.shape, spacing=spacing)
+    ct = write_volume(ph.hu.astype(np.int16), original, tmp_path / "hip-3mm.nii.gz")
+    labels = write_volume(ph.labels.astype(np.uint8), original, tmp_path / "hip-3mm-labels.nii.gz")
+    [result] = scan_import_file(pool=project.pools.first(), path=ct, name="hip-3mm.nii.gz",
+                                label_set=project.label_set, labels=ImportInput(labels, "hip-3mm-labels.nii.gz"))
+    assert result["status"] == "imported", result
+    scan = Scan.objects.get(pk=result["scan_id"])
+    grid = grids.working_grid_of(scan)
+    assert grid.z_step == 1 and scan.shape[0] == 14  # every acquired slice, none interpolated
+    training_set_seed(project=project, fraction=0.25)
+    step = step_start(project=project, user=lead)
+    for phase in (State.INFERRING, State.SELECTING):
+        assert run_phase(step, phase) == "done", phase
+    acquired_z = original.origin[2] + spacing[0] * np.arange(14)  # identity direction: z is the last axis
+    working = Geometry.from_dict(scan.geometry)
+    queries = list(Query.objects.filter(step=step))
+    assert len(queries) == 3
+    for query in queries:
+        position = working.origin[2] + working.spacing[0] * query.z
+        assert np.isclose(acquired_z, position, atol=1e-6).any()
+        assert grid.working_index(int(grid.z_indices[query.z])) == query.z
