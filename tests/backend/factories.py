@@ -118,7 +118,10 @@ def scan_with_volume(pool, hu, *, name: str = "", geometry=None, labels=None, la
     return scan
 
 
-TINY_NETWORK = {"max_epochs": 1, "batch_size": 8, "augment": False, "val_samples": 2, "patience": 0}
+# One epoch never makes a model the guard trusts: these projects keep the paper's Eq. 7 so that their
+# steps query pixels at tau (tests/backend/test_step_guard.py tests the guard itself).
+TINY_NETWORK = {"max_epochs": 1, "batch_size": 8, "augment": False, "val_samples": 2, "patience": 0,
+                "label_rule": "paper"}
 
 
 def acquisition_project(*, n_pool: int = 2, n_test: int = 1, shape=(12, 64, 64), seed_fraction: float | None = 0.25,

@@ -30,10 +30,11 @@ def _storage(settings, tmp_path):
 
 
 def _project(rule: str | None = None, **fields):
+    """A tiny project under ``rule`` (None: the product's default, no ``label_rule`` set)."""
     project, lead, (annotator, _) = acquisition_project(n_pool=1, n_test=0, **fields)
-    if rule is not None:
-        project.network_config = {**project.network_config, "label_rule": rule}
-        project.save(update_fields=["network_config"])
+    config = {k: v for k, v in project.network_config.items() if k != "label_rule"}
+    project.network_config = config if rule is None else {**config, "label_rule": rule}
+    project.save(update_fields=["network_config"])
     return project, lead, annotator
 
 
