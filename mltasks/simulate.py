@@ -4,7 +4,10 @@ A pool of labelled volumes starts with ``initial_fraction`` of each volume's
 slices labelled (evenly spaced, **choice**); every step adds, per strategy,
 ``step_fraction`` of each pool volume's slices (their sum, chosen over the whole
 pool), the oracle answers the queried pixels from the ground truth, the other
-pixels of those slices take the predicted label, and the network is retrained
+pixels of those slices take the predicted label under the step's guard of Eq. 7
+(``label_rule``: "guard" as the product's worker, "paper" unguarded, "masked";
+``mltasks.guard``: whole slices while the model's held-out Dice is low, and only
+trusted classes auto-labelled), and the network is retrained
 (re-initialised as the paper, or warm-started) and evaluated on the test volumes.
 The step-0 model is trained once and shared by all strategies.
 
@@ -34,14 +37,16 @@ from mltasks.active import (
     TrainingSet,
     evaluate,
     propose_queries,
-    retrain,
+    train_step,
 )
 from mltasks.errors import InvalidSimulationConfig, MyoLabelError
+from mltasks.guard import RULES, GuardConfig, decide
 from mltasks.labels import LabelSet, default_label_set
+from mltasks.losses import IGNORE
 from mltasks.nets import UNet, profile
 from mltasks.preprocess import body_from_hu, preprocess_volume, resample_labels_to_network
 from mltasks.progress import ProgressCallback, report
-from mltasks.query import ANSWERED, UNANSWERED, manual_annotation_cost, merge_answers
+from mltasks.query import ANSWERED, PREDICTED, UNANSWERED, manual_annotation_cost, merge_answers
 from mltasks.simulate_output import write_figures, write_results
 from mltasks.train import TrainConfig
 
@@ -67,6 +72,8 @@ class SimulationConfig:
             or "native" (keep the volume's own z spacing), "t_samples": 10,
             "candidate_factor": 2, "batch_size": 8}.
         training: any ``TrainConfig`` field (max_epochs, patience, lr, augment, ...).
+        label_rule: Eq. 7's guard, as the worker's ``network_config.label_rule``: "guard",
+            "paper" (the unguarded Eq. 7 of the runs in docs/simulation.md) or "masked".
     """
 
     steps: int = 19
@@ -82,6 +89,7 @@ class SimulationConfig:
     )
     network: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    label_rule: str = "guard"
     base_dir: str = "."
 
 
@@ -104,6 +112,8 @@ def load_simulation_config(path: str | Path) -> SimulationConfig:
     if "strategies" in raw:
         raw["strategies"] = tuple(raw["strategies"])
     config = SimulationConfig(**raw, base_dir=str(path.parent))
+    if config.label_rule not in RULES:
+        raise InvalidSimulationConfig(f"{path}: label_rule {config.label_rule!r} is not one of {', '.join(RULES)}")
     for spec in config.strategies:
         strategy_config(spec, config)  # fail early on a bad name
     return config
@@ -258,18 +268,20 @@ def run_simulation(
     )
     epochs0 = config.initial_max_epochs or base.train.max_epochs
     first = replace(base, train=replace(base.train, max_epochs=epochs0))
-    model0, _ = retrain(
-        None, start_set, first, warm_start=False, label_set=label_set, on_progress=on_progress
-    )
+    keys = np.stack([volumes, np.arange(images.shape[0]) - starts[volumes]], axis=1)
+    trained0 = train_step(None, start_set, first, warm_start=False, label_set=label_set,
+                          slice_keys=keys[idx0], on_progress=on_progress)  # fmt: skip
+    model0 = trained0.model
     ev0 = evaluate(model0, tests, **eval_kw)
     wall0 = time.perf_counter() - t0
     rows, psv_rows, runs = [], [], []
     for spec in config.strategies:
         name, tau, target_mac = strategy_config(spec, config)
         cfg = replace(base, strategy=name, tau=tau, target_mac=target_mac, n_select=n_select)
-        rows.append(_row(spec, 0, ev0, label_set, idx0.size, [], wall0))
+        rows.append(_row(spec, 0, ev0, label_set, idx0.size, [], wall0) | {"guard_mode": "", "auto_labelled": 0, "auto_wrong": 0})
         psv_rows += _psv_rows(spec, 0, ev0, label_set)
-        runs.append(_Run(spec, cfg, model0, SlicePool(images, labelled0.copy(), body, volumes), start_set))
+        runs.append(_Run(spec, cfg, model0, SlicePool(images, labelled0.copy(), body, volumes), start_set,
+                         list(idx0), trained0.val_dice_per_class))
     # Steps outside, strategies inside: a run stopped early still compares every
     # strategy at the same step.
     for step in range(1, config.steps + 1):
@@ -277,21 +289,25 @@ def run_simulation(
             if run.done:
                 continue
             t = time.perf_counter()
-            queries = propose_queries(run.model, run.pool, run.cfg, step=step)
+            guard = decide(run.held_out, config=GuardConfig(rule=config.label_rule), strategy=run.cfg.strategy)
+            queries = propose_queries(run.model, run.pool, run.cfg, step=step, guard=guard)
             if not queries:
                 run.done = True
                 continue
             chosen = [q.slice_index for q in queries]
-            run.tset = run.tset.added(images[chosen], *_oracle(queries, truth))
+            labels, provenance = _oracle(queries, truth)
+            run.tset = run.tset.added(images[chosen], labels, provenance)
             run.pool.labelled[chosen] = True
-            run.model, _ = retrain(
-                run.model, run.tset, run.cfg, warm_start=config.warm_start, label_set=label_set
-            )
+            run.indices += chosen
+            trained = train_step(run.model, run.tset, run.cfg, warm_start=config.warm_start, label_set=label_set,
+                                 slice_keys=keys[run.indices])  # fmt: skip
+            run.model, run.held_out = trained.model, trained.val_dice_per_class
             ev = evaluate(run.model, tests, **eval_kw)
             masks = [q.mask for q in queries]
             n_labelled = int(run.pool.labelled.sum())
             rows.append(
                 _row(run.spec, step, ev, label_set, n_labelled, masks, time.perf_counter() - t)
+                | _auto_labels(guard.mode, labels, provenance, truth[chosen])
             )
             psv_rows += _psv_rows(run.spec, step, ev, label_set)
             write_results(out, rows, psv_rows)  # a crash or a kill keeps the finished steps
@@ -317,7 +333,15 @@ class _Run:
     model: UNet
     pool: SlicePool
     tset: TrainingSet
+    indices: list[int]  # pool index of every training slice, in the training set's order
+    held_out: np.ndarray | None  # the model's held-out Dice per class: the guard's input
     done: bool = False
+
+
+def _auto_labels(mode: str, labels: np.ndarray, provenance: np.ndarray, truth: np.ndarray) -> dict:
+    """The step's guard mode, auto-labelled pixels and how many of them differ from the truth."""
+    auto = (provenance == PREDICTED) & (labels != IGNORE)
+    return {"guard_mode": mode, "auto_labelled": int(auto.sum()), "auto_wrong": int((auto & (labels != truth)).sum())}
 
 
 def _oracle(queries, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

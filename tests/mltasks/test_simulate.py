@@ -172,3 +172,31 @@ def test_a_run_stopped_during_step_2_keeps_step_1_of_every_strategy(tmp_path):
     first = CONFIG["strategies"][0]  # its step 2 was written just before the report
     assert rows == [(s, step) for s in CONFIG["strategies"] for step in (0, 1, 2) if step < 2 or s == first]
     assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_the_guard_asks_an_untrusted_first_model_for_whole_slices(result):
+    _, rows = result
+    first = [r for r in rows if r["step"] == "1"]
+    assert {r["guard_mode"] for r in first if r["strategy"] != "manual"} == {"whole_slices"}
+    assert all(int(r["auto_labelled"]) == 0 and float(r["mac"]) == 1.0 for r in first)
+
+
+def test_the_papers_rule_auto_labels_the_unqueried_pixels_and_counts_the_wrong_ones(tmp_path):
+    config = {**CONFIG, "steps": 1, "strategies": ["tau=2.5e-3"], "label_rule": "paper"}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = run_simulation(load_simulation_config(tmp_path / "c.json"), tmp_path / "out").rows
+    finally:
+        torch.set_num_threads(before)
+    row = rows[-1]
+    assert row["guard_mode"] == "auto_label"
+    assert row["auto_labelled"] == row["added_pixels"] - row["queried_pixels"] > 0
+    assert 0 <= row["auto_wrong"] <= row["auto_labelled"]
+
+
+def test_an_unknown_label_rule_is_refused_with_the_choices(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({**CONFIG, "label_rule": "often"}))
+    with pytest.raises(InvalidSimulationConfig, match="guard, paper, masked"):
+        load_simulation_config(tmp_path / "c.json")
