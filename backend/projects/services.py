@@ -42,10 +42,12 @@ _NETWORK_LIMITS: dict[str, tuple[type, float, float]] = {
     "augment": (bool, 0, 1), "val_samples": (int, 1, 100), "seed": (int, 0, 2**31 - 1),
     "warm_start": (bool, 0, 1), "min_batches_per_epoch": (int, 0, 10_000),
     "max_seconds": (float, 0.0, 7 * 86_400.0), "pixel_mm": (float, 0.25, 10.0),
-    "label_rule": (str, 0, 0),
+    "label_rule": (str, 0, 0), "patience_rule": (str, 0, 0), "augment_preset": (str, 0, 0),
 }
-# Choices of the string options (mltasks.guard.RULES: Eq. 7 with the guard, the paper's, never).
-_NETWORK_CHOICES = {"label_rule": ("guard", "paper", "masked")}
+# Choices of the string options: mltasks.guard.RULES (Eq. 7 with the guard, the paper's, never),
+# mltasks.train.PATIENCE_RULES and AUGMENT_PRESETS (tests/backend keep them in step).
+_NETWORK_CHOICES = {"label_rule": ("guard", "paper", "masked"), "patience_rule": ("val_and_loss", "val"),
+                    "augment_preset": ("within_scan", "paper")}
 _ARCHITECTURE_KEYS = ("width", "depth", "matrix", "dropout")
 
 

@@ -118,3 +118,14 @@ def test_a_project_chooses_its_rule_and_a_wrong_one_is_refused_with_the_choices(
     ok = api.patch(f"/api/projects/{project.id}/",
                    {"network_config": {**project.network_config, "label_rule": "masked"}}, format="json")
     assert ok.status_code == 200
+
+
+def test_the_string_network_options_offer_exactly_the_librarys_choices():
+    from backend.projects.services import _NETWORK_CHOICES
+    from mltasks.augment import AUGMENT_PRESETS
+    from mltasks.guard import RULES
+    from mltasks.train import PATIENCE_RULES
+
+    assert set(_NETWORK_CHOICES["label_rule"]) == set(RULES)
+    assert set(_NETWORK_CHOICES["patience_rule"]) == set(PATIENCE_RULES)
+    assert set(_NETWORK_CHOICES["augment_preset"]) == set(AUGMENT_PRESETS)
