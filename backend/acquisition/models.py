@@ -152,6 +152,9 @@ class ModelVersion(models.Model):
     # {"structures": {value: {"name", "dice", "asd", "psv", "predicted_dice"}}, "scans": [...]}; filled by evaluating
     metrics = models.JSONField(default=dict, blank=True)
     calibration = models.JSONField(null=True, blank=True)  # PDCCalibration.to_dict()
+    # Where the model came from: {"kind": "trained"} by a step, "project" (copied from another
+    # project's model) or "upload" (a checkpoint file); see outputs/model_import.py.
+    origin = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -5,6 +5,7 @@ from django.urls import path
 import backend.core.ids  # noqa: F401  (registers the <id:...> converter)
 from backend.acquisition.annotation import apis as annotation_apis
 from backend.acquisition.outputs import apis as outputs_apis
+from backend.acquisition.outputs import apis_import as import_apis
 from backend.acquisition.steps import apis as steps_apis
 
 P = "projects/<id:project_id>/"
@@ -27,6 +28,7 @@ urlpatterns = [
     path(P + "queries/<id:query_id>/release/", annotation_apis.QueryReleaseApi.as_view(), name="acq-query-release"),
     path(P + "queries/<id:query_id>/submit/", annotation_apis.QuerySubmitApi.as_view(), name="acq-query-submit"),
     path(P + "models/", outputs_apis.ModelListApi.as_view(), name="acq-models"),
+    path(P + "models/import/", import_apis.ModelImportApi.as_view(), name="acq-model-import"),
     path(P + "models/<id:version_id>/", outputs_apis.ModelDetailApi.as_view(), name="acq-model"),
     path(P + "models/<id:version_id>/checkpoint/", outputs_apis.ModelCheckpointApi.as_view(),
          name="acq-model-checkpoint"),

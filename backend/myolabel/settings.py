@@ -376,6 +376,9 @@ MYOLABEL_MAX_CHUNK_BYTES = env.int("MYOLABEL_MAX_CHUNK_BYTES", default=64 * 2**2
 MYOLABEL_MAX_EXTRACTED_BYTES = env.int("MYOLABEL_MAX_EXTRACTED_BYTES", default=8 * 2**30)
 MYOLABEL_MAX_ZIP_RATIO = env.float("MYOLABEL_MAX_ZIP_RATIO", default=250.0)
 MYOLABEL_MAX_ZIP_MEMBERS = env.int("MYOLABEL_MAX_ZIP_MEMBERS", default=100_000)
+# A model checkpoint uploaded into a project (POST .../models/import/): read whole into memory to
+# validate it; the paper profile's weights are about 30 MB.
+MYOLABEL_MAX_CHECKPOINT_BYTES = env.int("MYOLABEL_MAX_CHECKPOINT_BYTES", default=256 * 2**20)
 # Uploaded files wait here until their import ends; web and cpu workers must share it.
 # A chunked upload with no chunk for this long is failed and its bytes deleted.
 MYOLABEL_UPLOAD_IDLE_HOURS = env.float("MYOLABEL_UPLOAD_IDLE_HOURS", default=24.0)

@@ -180,6 +180,7 @@ def _bodies(world) -> list[tuple[str, str, str, dict]]:
         ("post", f"/api/projects/{project}/segmentations/", "scan_id", {"scan_id": "ID"}),
         ("post", f"/api/projects/{project}/segmentations/", "model_version_id",
          {"scan_id": scan, "model_version_id": "ID"}),
+        ("post", f"/api/projects/{project}/models/import/", "from_model_version", {"from_model_version": "ID"}),
         ("post", "/api/imports/uploads/", "pool", {"pool": "ID"}),
         ("post", "/api/imports/uploads/", "label_set", {"pool": pool, "label_set": "ID"}),
     ]

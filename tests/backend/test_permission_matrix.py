@@ -123,6 +123,7 @@ TABLE = [
     Row("acq-models", "GET", A, ALLOWED),
     Row("acq-model", "GET", A, ALLOWED),
     Row("acq-model-checkpoint", "GET", L, ALLOWED),
+    Row("acq-model-import", "POST", L, ALLOWED, {}),
     Row("acq-segmentations", "GET", A, ALLOWED),
     Row("acq-segmentations", "POST", A, ALLOWED, lambda w, side: {"scan_id": w[side]["scan"].pk}),
     Row("acq-segmentation", "GET", A, ALLOWED),

@@ -44,7 +44,7 @@ class ModelVersionOutput(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = ["id", "number", "step", "step_number", "config", "training", "metrics", "calibration",
-                  "created", "is_current"]
+                  "origin", "created", "is_current"]
 
     def get_is_current(self, version) -> bool:
         return self.context.get("current_id") == version.id

@@ -148,11 +148,14 @@ def _train(step, reporter, *, path: Path, first: bool):
 def _save_version(project: Project, step, trained, number: int) -> ModelVersion:
     (model, summary), net_cfg, train_cfg, pixel_mm = trained
     path = cache_dir() / f"step-{step.pk}-model-{number}.pt"
-    ml_adapter.save_model(path, model, label_set=ml_adapter.label_set_of(project.label_set), train_config=train_cfg)
+    # Provenance in the file: a downloaded checkpoint imported elsewhere keeps its pixel size (model_import).
+    ml_adapter.save_model(path, model, label_set=ml_adapter.label_set_of(project.label_set), train_config=train_cfg,
+                          provenance={"project": project.pk, "project_name": project.name, "model_number": number,
+                                      "profile": project.network_profile, "pixel_mm": pixel_mm})
     version = ModelVersion(project=project, step=step if number else None, number=number,
                            config={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(),
                                    "profile": project.network_profile, "pixel_mm": pixel_mm},
-                           training=summary)
+                           training=summary, origin={"kind": "trained"})
     with path.open("rb") as fh:
         version.checkpoint.save(f"project-{project.pk}-model-{number}.pt", File(fh), save=False)
     version.save()
