@@ -48,6 +48,11 @@ def test_lead_starts_a_step_and_sees_live_progress_then_charts(app_page, asgi_se
     assert page.locator("#chart-psv svg line[stroke-dasharray]").count() == 1
     assert "iliacus" in page.inner_text("#structures tr.flagged")
     assert "anna" in page.inner_text("#throughput") and "ben" in page.inner_text("#throughput")
+    # The next step's cost beside "Start next step", and each step's auto-labelled pixels.
+    page.wait_for_function("() => document.querySelector('#step-cost').textContent.includes('training after the answers')")
+    cost = page.inner_text("#step-cost")
+    assert "Next step on CPU" in cost and "measured after the first step" in cost and "first model" not in cost
+    assert page.locator("#steps thead th", has_text="Auto-labelled").count() == 1
 
     # Compare with a run of another strategy: a second curve in both learning-curve charts.
     page.check("#compare input")

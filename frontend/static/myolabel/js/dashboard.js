@@ -49,6 +49,15 @@ function progressCell(step) {
   return td;
 }
 
+/** Unqueried pixels that took the model's label under Eq. 7's guard, and the wrong ones where a reference exists. */
+function autoLabels(mac) {
+  if (!mac.queries) return "–";
+  const n = mac.auto_labelled_pixels.toLocaleString("en");
+  if (mac.auto_labelled_wrong == null) return n;
+  const share = mac.auto_labelled_pixels ? ` (${(100 * mac.auto_labelled_wrong / mac.auto_labelled_pixels).toFixed(1)} %)` : "";
+  return `${n} · wrong ${mac.auto_labelled_wrong.toLocaleString("en")}${share}`;
+}
+
 function renderSteps() {
   const tbody = $("#steps tbody");
   tbody.replaceChildren();
@@ -59,8 +68,8 @@ function renderSteps() {
     const model = byStep.get(step.id);
     const cells = [
       `${step.number}`, null, null, `${step.mac.answered} / ${step.mac.queries}`,
-      step.mac.mac == null ? "–" : step.mac.mac.toFixed(4), model ? fmt(meanDice(model)) : "–",
-      step.reason || (step.stop_reached ? "stopping rule reached" : ""),
+      step.mac.mac == null ? "–" : step.mac.mac.toFixed(4), autoLabels(step.mac), model ? fmt(meanDice(model)) : "–",
+      step.reason || (step.stop_reached ? "stopping rule reached" : "") || (step.guard && step.guard.reason) || "",
     ];
     cells.forEach((text, k) => {
       if (k === 1) {
@@ -73,13 +82,13 @@ function renderSteps() {
       } else {
         const td = document.createElement("td");
         td.textContent = text;
-        if (k >= 3 && k <= 5) td.className = "num";
+        if (k >= 3 && k <= 6) td.className = "num";
         tr.append(td);
       }
     });
     tbody.append(tr);
   }
-  if (!state.steps.length) tbody.innerHTML = `<tr><td colspan="7" class="empty">No step yet. Seed the training set, then start the first step.</td></tr>`;
+  if (!state.steps.length) tbody.innerHTML = `<tr><td colspan="8" class="empty">No step yet. Seed the training set, then start the first step.</td></tr>`;
   const running = state.steps.find((s) => RUNNING.has(s.state));
   $("#start").disabled = Boolean(running);
   $("#cancel").hidden = !running;
