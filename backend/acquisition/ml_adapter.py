@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mltasks import coldstart as mlcoldstart
 from mltasks import guard as mlguard
 from mltasks import query as mlquery
 from mltasks.active import ALConfig, TrainingSet, train_step
@@ -51,7 +52,7 @@ __all__ = [
     "load_model", "merge", "network_configs", "preview_tau", "psv", "query_masks", "report_rows", "save_model",
     "segment_volume", "SliceRanking", "choose_slices", "chosen_maps", "step_plan",
     "train_model", "predicted_dice", "NetworkGrid", "network_grid", "pixel_mm_of", "model_pixel_mm",
-    "network_inputs", "planned_passes", "rank_pool", "guard_decision", "guard_query", "LABEL_RULES", "score_network_slices", "training_budget",
+    "network_inputs", "planned_passes", "rank_pool", "guard_decision", "guard_query", "LABEL_RULES", "cold_start_descriptors", "cold_start_cover", "score_network_slices", "training_budget",
 ]
 
 # Keys of Project.network_config that configure training rather than the architecture.
@@ -274,6 +275,16 @@ def guard_query(
     labels, provenance = mlguard.guarded_prediction(predicted, mask, decision, air=air, pixel_scale=pixel_scale)
     wrong = None if reference is None else mlguard.auto_label_errors(labels, provenance, np.asarray(reference))
     return labels, mlguard.auto_labelled(provenance), wrong
+
+
+def cold_start_descriptors(images: np.ndarray) -> np.ndarray:
+    """(n, d) centred thumbnail descriptors of one scan's (n, h, w) network images (no model)."""
+    return mlcoldstart.slice_descriptors(images)
+
+
+def cold_start_cover(features: np.ndarray, n: int, *, keys: np.ndarray, exclude: list[int]) -> np.ndarray:
+    """Indices of the ``n`` slices to ask for first: D_r's set cover, no two picks adjacent."""
+    return mlcoldstart.spread_cover(features, n, keys=keys, exclude=exclude)
 
 
 def merge(predicted: np.ndarray, mask: np.ndarray, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,12 @@ from backend.acquisition import codec, ml_adapter
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
 from backend.acquisition.selectors import current_model, pool_scans
 from backend.acquisition.states import State
+from backend.acquisition.steps.coldstart import (
+    cold_start_guard,
+    cold_start_queries,
+    cold_start_slices,
+    needs_cold_start,
+)
 from backend.acquisition.steps.guarding import guarded_masks, guarded_predictions, step_guard
 from backend.acquisition.steps.progress import Cancelled, LeaseKeeper, PhaseReporter
 from backend.acquisition.steps.scan_inputs import ScanInputs
@@ -171,6 +177,8 @@ def model_and_pixel(version: ModelVersion):
 
 def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
     project = step.project
+    if needs_cold_start(project):
+        return _run_cold_start(step, reporter, runner)
     version = current_model(project)
     bootstrap = None
     if version is None:
@@ -224,7 +232,19 @@ def _rank_pool(step: AcquisitionStep, model, pixel_mm, reporter: PhaseReporter):
 
 # --- selecting ------------------------------------------------------------------------
 
+def _run_cold_start(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
+    """Inferring with no model and no label: representative slices by their images (``steps.coldstart``)."""
+    reporter.segment(0, 100, "choosing representative slices from the images (no model yet)")
+    chosen = cold_start_slices(step, cache=cache_dir())
+    with transaction.atomic():
+        fresh = _locked_step(step, State.INFERRING, runner)
+        fresh.costs = {**fresh.costs, "cold_start": {"chosen": chosen}}
+        step_transition(step=fresh, target=State.SELECTING)
+
+
 def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
+    if "cold_start" in step.costs:
+        return _select_cold_start(step, runner)
     reporter.segment(0, 100, "choosing representative uncertain slices")
     with step.inference_file.open("rb") as fh:
         ranking = ml_adapter.SliceRanking.from_arrays(dict(np.load(io.BytesIO(fh.read()))), keep=step.k_uncertain)
@@ -252,6 +272,17 @@ def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
         step_transition(step=fresh, target=State.ANNOTATING)
         queries_auto_answer_empty(step=fresh)
         step_annotating_done(step_id=fresh.id)  # every query answered itself: straight to training
+
+
+def _select_cold_start(step: AcquisitionStep, runner: str) -> None:
+    """The cold start's slices, asked for whole (nothing predicted, nothing auto-labelled)."""
+    chosen = step.costs["cold_start"]["chosen"]
+    with transaction.atomic():
+        fresh = _locked_step(step, State.SELECTING, runner)
+        fresh.selected, fresh.candidates = chosen, []
+        fresh.guard = cold_start_guard(fresh.project)
+        Query.objects.bulk_create(cold_start_queries(fresh, chosen))
+        step_transition(step=fresh, target=State.ANNOTATING)
 
 
 def _working_maps_of(step, ranking, chosen: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -298,7 +329,7 @@ def _query_masks(u: list[np.ndarray], plan, *, seed: int) -> list[np.ndarray]:
 def run_training(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
     reporter.segment(0, 100, "training on the grown training set")
     path = cache_dir() / f"step-{step.pk}-train.pt"
-    trained = _train(step, reporter, path=path, first=False)
+    trained = _train(step, reporter, path=path, first=current_model(step.project) is None)  # a cold start's first model
     with transaction.atomic():
         fresh = _locked_step(step, State.TRAINING, runner)
         ModelVersion.objects.filter(step=fresh).delete()  # a half-recorded earlier attempt, if any

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from backend.acquisition.errors import StepConflict
 from backend.acquisition.events import publish_state
-from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
+from backend.acquisition.models import AcquisitionStep, ModelVersion, Query
 from backend.acquisition.states import (
     FINAL,
     GPU_QUEUE,
@@ -98,9 +98,6 @@ def step_start(*, project: Project, user: User, force: bool = False) -> Acquisit
     if running is not None:
         raise StepConflict(f"step {running.number} is still {running.state}; finish or cancel it first",
                            code="step_running")
-    if not TrainingSlice.objects.filter(project=project).exists():
-        raise StepConflict("the training set is empty: seed it from reference label maps first "
-                           "(POST /api/projects/<id>/training-set/seed/)", code="no_training_set")
     if not project.pools.filter(scans__status="ready").exists():
         raise StepConflict("the project has no pool with a ready scan; add a pool first", code="no_pool")
     last = AcquisitionStep.objects.filter(project=project, state=State.DONE).order_by("-number").first()
