@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema_serializer
+from rest_framework import serializers, status
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.views import APIView
 
@@ -24,6 +24,14 @@ register_domain_error(IllegalTransition, status.HTTP_409_CONFLICT, "illegal_tran
 
 class AcquisitionApi(APIView):
     """The base of the acquisition views (errors: ``backend.core.errors``)."""
+
+
+@extend_schema_serializer(component_name="GpuQueuePlace")
+class QueuePlaceOutput(serializers.Serializer):
+    position = serializers.IntegerField(help_text="1 = next to run; 0 = running")
+    running = serializers.ListField(child=serializers.CharField(), help_text="the jobs running on the gpu queue now")
+    ahead = serializers.IntegerField(help_text="jobs sent before this one and not yet taken")
+    waiting = serializers.CharField(allow_null=True, help_text="why it does not move yet, for a person")
 
 
 class _AnyFileRenderer(BaseRenderer):

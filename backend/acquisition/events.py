@@ -12,11 +12,17 @@ def publish_state(step) -> None:
     })
 
 
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def publish_progress(*, project_id: int, step_id: int, phase: str, percent: float, eta_seconds: float | None,
-                     detail: str, info: dict) -> None:
+                     detail: str, info: dict, subphase: tuple[str, float, float | None] = ("", 0.0, None)) -> None:
+    name, sub_percent, sub_eta = subphase
     publish(project_group(project_id), {
         "type": "acquisition.progress", "step": step_id, "phase": phase, "percent": round(percent, 1),
-        "eta_seconds": None if eta_seconds is None else round(eta_seconds, 1), "detail": detail, "info": info,
+        "eta_seconds": _seconds(eta_seconds), "detail": detail, "info": info,
+        "subphase": name, "subphase_percent": round(sub_percent, 1), "subphase_eta_seconds": _seconds(sub_eta),
     })
 
 
@@ -30,5 +36,6 @@ def publish_query(query, *, open_queries: int) -> None:
 def publish_segmentation(segmentation) -> None:
     publish(project_group(segmentation.project_id), {
         "type": "acquisition.segmentation", "segmentation": segmentation.id, "scan": segmentation.scan_id,
-        "status": segmentation.status, "error": segmentation.error,
+        "status": segmentation.status, "error": segmentation.error, "percent": round(segmentation.percent, 1),
+        "eta_seconds": _seconds(segmentation.eta_seconds),
     })

@@ -52,7 +52,8 @@ __all__ = [
     "load_model", "merge", "network_configs", "preview_tau", "psv", "query_masks", "report_rows", "save_model",
     "segment_volume", "SliceRanking", "choose_slices", "chosen_maps", "step_plan",
     "train_model", "predicted_dice", "NetworkGrid", "network_grid", "pixel_mm_of", "model_pixel_mm",
-    "network_inputs", "planned_passes", "rank_pool", "guard_decision", "guard_query", "LABEL_RULES", "cold_start_descriptors", "cold_start_cover", "score_network_slices", "training_budget",
+    "network_inputs", "planned_passes", "rank_pool", "guard_decision", "guard_query", "LABEL_RULES",
+    "cold_start_descriptors", "cold_start_cover", "score_network_slices", "training_budget", "segment_slices",
 ]
 
 # Keys of Project.network_config that configure training rather than the architecture.
@@ -234,6 +235,25 @@ def segment_volume(
     labels = keep_largest_components(labels)
     report(on_progress, "postprocess", 1, 1)
     return labels, u
+
+
+def segment_slices(
+    hu_slices: np.ndarray,
+    model: UNet,
+    grid: NetworkGrid,
+    *,
+    t_samples: int,
+    batch_size: int = 8,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment some working-grid slices (n, Y, X) on their own: ((n, Y, X) uint8 labels, u).
+
+    The held-out slices of a scan: MC dropout as for a volume, but no largest-3D-component
+    step (sparse slices have no 3D neighbourhood).
+    """
+    _threads()
+    return predict_working_slices(hu_slices, model, grid, t_samples=t_samples, batch_size=batch_size,
+                                  on_progress=on_progress)
 
 
 # --- the active-learning step (mltasks.step, shared with the simulation) ---------------

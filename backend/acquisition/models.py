@@ -31,6 +31,12 @@ class AcquisitionStep(models.Model):
     cancel_requested = models.BooleanField(default=False)
     percent = models.FloatField(default=0.0)
     eta_seconds = models.FloatField(null=True, blank=True)
+    # The named part of the phase running now (steps.progress.SUBPHASES: "first_model" inside
+    # inferring, then "ranking"...), with its own percent and ETA: training model 0 and ranking
+    # the pool share the inferring state but take very different times.
+    subphase = models.CharField(max_length=20, blank=True)
+    subphase_percent = models.FloatField(default=0.0)
+    subphase_eta_seconds = models.FloatField(null=True, blank=True)
     # Phase results.
     inference_file = models.FileField(upload_to="acquisition/inference/", blank=True)  # npz of D_c maps
     candidates = models.JSONField(default=list, blank=True)  # D_c: [[scan_id, z, score], ...] most uncertain first
@@ -149,7 +155,9 @@ class ModelVersion(models.Model):
     checkpoint = models.FileField(upload_to="acquisition/models/")
     config = models.JSONField(default=dict)  # NetConfig.to_dict() + training options
     training = models.JSONField(default=dict, blank=True)  # slices, epochs, final loss...
-    # {"structures": {value: {"name", "dice", "asd", "psv", "predicted_dice"}}, "scans": [...]}; filled by evaluating
+    # Filled by evaluating (steps.accuracy.accuracy_metrics): {"evaluated_on", "structures": {value: {"name",
+    # "kind", "dice", "asd", "psv", "predicted_dice", "status", "reasons"}}, "rows", "uncertainty",
+    # "stopping_rule", "status", "reasons", ...}; every metric has a status ("ok" or "unavailable" + reason).
     metrics = models.JSONField(default=dict, blank=True)
     calibration = models.JSONField(null=True, blank=True)  # PDCCalibration.to_dict()
     # Where the model came from: {"kind": "trained"} by a step, "project" (copied from another
@@ -182,9 +190,40 @@ class Segmentation(models.Model):
     uncertainty = models.FileField(upload_to="acquisition/segmentations/", blank=True)  # .npy float16 (z, y, x)
     report = models.JSONField(default=list, blank=True)  # mltasks.report.structure_report rows
     error = models.TextField(blank=True)
+    # Progress of the worker while running (outputs.segmentation.SegmentationReporter).
+    percent = models.FloatField(default=0.0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)  # the last progress written
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"segmentation of {self.scan_id} by {self.model_version}: {self.status}"
+
+
+class HeldOutSlice(models.Model):
+    """A labelled pool slice kept out of training and queries, on which every model is evaluated.
+
+    A lab with one CT has no separate test scan: a few reference slices spread along each
+    pool scan stand in for one (docs/acquisition.md, "Measuring accuracy"). The slice and
+    its neighbours (``held_out.selectors.HELD_OUT_MARGIN``) are never seeded, queried or
+    trained on; its labels are read from the scan's reference label map.
+    """
+
+    class Source(models.TextChoices):
+        REFERENCE = "reference", "reference label map"
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="held_out_slices")
+    scan = models.ForeignKey("imaging.Scan", on_delete=models.CASCADE, related_name="+")
+    z = models.PositiveIntegerField()
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.REFERENCE)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "scan", "z"]
+        constraints = [models.UniqueConstraint(fields=["project", "scan", "z"], name="one_held_out_slice_per_z")]
+
+    def __str__(self) -> str:
+        return f"held-out slice {self.scan_id}/{self.z}"

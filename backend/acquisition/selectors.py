@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Count, F, Q, QuerySet, Sum
 
-from backend.acquisition.models import AcquisitionStep, ModelVersion, Query
+from backend.acquisition.models import (
+    AcquisitionStep,
+    HeldOutSlice,
+    ModelVersion,
+    Query,
+    TrainingSlice,
+)
+from backend.acquisition.states import State
 
 if TYPE_CHECKING:  # annotations only
     from backend.projects.models import Project
@@ -77,3 +84,15 @@ def mac_summary(project: Project) -> dict:
 
 def step_mac(step) -> dict:
     return _mac_row(Query.objects.filter(step=step).exclude(status=Query.Status.WITHDRAWN).aggregate(**_AGG))
+
+
+def training_set_summary(project: Project) -> dict:
+    """How many training slices, from where; answers of cancelled steps are kept (expert work) and counted."""
+    rows = TrainingSlice.objects.filter(project=project)
+    return {
+        "slices": rows.count(),
+        "from_references": rows.filter(source=TrainingSlice.Source.REFERENCE).count(),
+        "from_queries": rows.filter(source=TrainingSlice.Source.QUERY).count(),
+        "from_cancelled_steps": rows.filter(step__state=State.CANCELLED).count(),
+        "held_out": HeldOutSlice.objects.filter(project=project).count(),
+    }

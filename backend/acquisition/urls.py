@@ -4,6 +4,7 @@ from django.urls import path
 
 import backend.core.ids  # noqa: F401  (registers the <id:...> converter)
 from backend.acquisition.annotation import apis as annotation_apis
+from backend.acquisition.held_out import apis as held_out_apis
 from backend.acquisition.outputs import apis as outputs_apis
 from backend.acquisition.outputs import apis_import as import_apis
 from backend.acquisition.steps import apis as steps_apis
@@ -21,6 +22,7 @@ urlpatterns = [
     path(P + "acquisition/step-cost/", steps_apis.StepCostApi.as_view(), name="acq-step-cost"),
     path(P + "training-set/", steps_apis.TrainingSetApi.as_view(), name="acq-training-set"),
     path(P + "training-set/seed/", steps_apis.TrainingSetSeedApi.as_view(), name="acq-training-set-seed"),
+    path(P + "held-out/", held_out_apis.HeldOutApi.as_view(), name="acq-held-out"),
     path(P + "training-set/export/", outputs_apis.TrainingSetExportApi.as_view(), name="acq-training-set-export"),
     path(P + "queries/next/", annotation_apis.QueryNextApi.as_view(), name="acq-query-next"),
     path(P + "queries/<id:query_id>/", annotation_apis.QueryDetailApi.as_view(), name="acq-query"),

@@ -63,6 +63,10 @@ class ProjectOutput(serializers.Serializer):
     test_scans = serializers.SerializerMethodField()
     my_role = serializers.CharField(help_text="Your role in the project: admin, lead or annotator.")
     created = serializers.DateTimeField()
+    notices = serializers.ListField(
+        child=serializers.CharField(), default=list,
+        help_text="What this change did that you should know now (e.g. a new test scan left the pool); "
+                  "empty on reads.")
 
     def get_pools(self, project) -> list[int]:
         return sorted(pool.pk for pool in project.pools.all())

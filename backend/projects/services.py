@@ -9,7 +9,7 @@ can act on and that name nothing the caller cannot see; the API turns them into 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
@@ -101,13 +101,38 @@ def _check_attachable(user: User, pools: Iterable[Pool], *, already: set[int]) -
         raise ValidationError({"pools": [msg]})
 
 
-def _check_test_scans(project: Project, test_scans: Iterable[Scan], pools: Iterable[Pool]) -> None:
+# Checks other apps make before scans become test scans of a project (the acquisition app
+# refuses a scan a model was trained on): each returns sentences, none when they may.
+TestScanCheck = Callable[[Project, list[Scan]], list[str]]
+_TEST_SCAN_CHECKS: list[TestScanCheck] = []
+
+
+def register_test_scan_check(check: TestScanCheck) -> None:
+    """Called by an app's ``ready()``; ``projects`` imports no app above it."""
+    if check not in _TEST_SCAN_CHECKS:
+        _TEST_SCAN_CHECKS.append(check)
+
+
+def _check_test_scans(project: Project, test_scans: Iterable[Scan], pools: Iterable[Pool],
+                      added: list[Scan]) -> None:
     pool_ids = {pool.pk for pool in pools}
     outside = [scan for scan in test_scans if scan.pool_id not in pool_ids]
     if outside:
         listed = ", ".join(f"{scan.pk} ({scan.name})" for scan in outside)
         msg = f"Test scan(s) {listed} are not in any pool of this project; add their pools first."
         raise ValidationError({"test_scans": [msg]})
+    problems = [msg for check in _TEST_SCAN_CHECKS for msg in check(project, added)] if added and project.pk else []
+    if problems:
+        raise ValidationError({"test_scans": problems})
+
+
+def test_scan_notices(added: list[Scan]) -> list[str]:
+    """What marking scans as test scans does, said when it is done: they leave the pool."""
+    return [f"Scan {scan.pk} ({scan.name}) is now a test scan: it leaves the pool, so it is no longer queried, "
+            "its reference labels no longer seed the training set and none of its slices can be held out; each "
+            "step's model is evaluated on it whole. If it is the lab's only labelled CT, keep it in the pool "
+            "instead (remove it from test_scans) and hold out slices of it to measure accuracy."
+            for scan in sorted(added, key=lambda scan: scan.pk)]
 
 
 def _apply_config(project: Project, fields: dict) -> None:
@@ -131,29 +156,37 @@ def project_create(*, user: User, name: str, label_set: LabelSet, pools: list[Po
     project = Project(label_set=label_set, created_by=user)
     _check_attachable(user, pools or [], already=set())
     _apply_config(project, {"name": name, **config})
-    _check_test_scans(project, test_scans or [], pools or [])
+    _check_test_scans(project, test_scans or [], pools or [], added=list(test_scans or []))
     project.save()
     project.pools.set(pools or [])
     project.test_scans.set(test_scans or [])
     Membership.objects.create(project=project, user=user, role=Role.ADMIN)
+    project.notices = test_scan_notices(list(test_scans or []))
     return project
 
 
 @transaction.atomic
 def project_update(*, project: Project, user: User, pools: list[Pool] | None = None,
                    test_scans: list[Scan] | None = None, **config) -> Project:
-    """Change a project's configuration; ``None`` leaves pools or test scans as they are."""
+    """Change a project's configuration; ``None`` leaves pools or test scans as they are.
+
+    ``project.notices`` then holds what the change did that the lead must hear at once
+    (scans that became test scans left the pool).
+    """
     if pools is not None:
         _check_attachable(user, pools, already=set(project.pools.values_list("pk", flat=True)))
     _apply_config(project, config)
     new_pools = list(project.pools.all()) if pools is None else pools
+    old_tests = set(project.test_scans.values_list("pk", flat=True))
     new_tests = list(project.test_scans.all()) if test_scans is None else test_scans
-    _check_test_scans(project, new_tests, new_pools)
+    added = [scan for scan in new_tests if scan.pk not in old_tests]
+    _check_test_scans(project, new_tests, new_pools, added=added)
     project.save()
     if pools is not None:
         project.pools.set(pools)
     if test_scans is not None:
         project.test_scans.set(test_scans)
+    project.notices = test_scan_notices(added)
     return project
 
 

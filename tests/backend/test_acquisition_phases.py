@@ -96,9 +96,10 @@ def test_a_step_runs_through_every_phase_and_records_mac_dice_and_predicted_dice
     structures = version.metrics["structures"]
     assert set(structures) == {str(v) for v in range(1, 23)}
     assert all(0.0 <= row["dice"] <= 1.0 for row in structures.values())
-    assert version.metrics["scans"] and version.config["net"]["matrix"] == 64
+    assert version.metrics["evaluated_on"]["set"] == "test_scans"  # whole test scans, one row each
+    assert version.metrics["rows"] and version.config["net"]["matrix"] == 64
     held_out = version.metrics["calibration_mae_held_out"]
-    if len(version.metrics["scans"]) < 2:
+    if len(version.metrics["rows"]) < 2:
         assert held_out is None
     else:
         assert 0.0 <= held_out <= 1.0
@@ -124,7 +125,8 @@ def test_a_redelivered_phase_task_does_nothing_and_progress_reaches_the_project_
     assert {group for group, _ in events} == {f"project-{project.id}"}
     progress = [p for _, p in events if p["type"] == "acquisition.progress"]
     assert progress[-1]["phase"] == "inferring" and progress[-1]["percent"] == 100.0
-    assert set(progress[-1]) == {"type", "step", "phase", "percent", "eta_seconds", "detail", "info"}
+    assert set(progress[-1]) == {"type", "step", "phase", "percent", "eta_seconds", "detail", "info", "subphase",
+                                 "subphase_percent", "subphase_eta_seconds"}
     assert events[-1][1] == {"type": "acquisition.state", "step": step.id, "number": 1, "state": "selecting",
                              "reason": "", "stop_reached": False}
     assert run_phase(step, State.INFERRING) == "skipped"

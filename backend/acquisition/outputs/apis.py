@@ -9,6 +9,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
@@ -20,11 +21,13 @@ from backend.acquisition.api_base import (
     LEAD,
     AcquisitionApi,
     DownloadApi,
+    QueuePlaceOutput,
     project_of,
     segmentation_of,
     version_of,
 )
 from backend.acquisition.errors import StepConflict
+from backend.acquisition.gpu_queue import segmentation_queue
 from backend.acquisition.models import ModelVersion, Segmentation
 from backend.acquisition.outputs.export import (
     dicom_seg_bytes,
@@ -32,6 +35,7 @@ from backend.acquisition.outputs.export import (
     training_set_zip,
 )
 from backend.acquisition.outputs.segmentation import segmentation_nifti, segmentation_request
+from backend.acquisition.outputs.selectors import model_metrics
 from backend.acquisition.selectors import current_model
 from backend.core.ids import IdField
 from backend.projects.access import scan_for
@@ -40,6 +44,8 @@ from backend.projects.access import scan_for
 class ModelVersionOutput(serializers.ModelSerializer):
     step_number = serializers.IntegerField(source="step.number", allow_null=True, default=None)
     is_current = serializers.SerializerMethodField()
+    metrics = serializers.SerializerMethodField(
+        help_text="accuracy on the evaluation set; every figure has a status (ok, or unavailable with a reason)")
 
     class Meta:
         model = ModelVersion
@@ -48,6 +54,9 @@ class ModelVersionOutput(serializers.ModelSerializer):
 
     def get_is_current(self, version) -> bool:
         return self.context.get("current_id") == version.id
+
+    def get_metrics(self, version) -> dict:
+        return model_metrics(version)
 
 
 class ModelListApi(AcquisitionApi):
@@ -79,9 +88,16 @@ class ModelCheckpointApi(DownloadApi):
 
 
 class SegmentationOutput(serializers.ModelSerializer):
+    queue = serializers.SerializerMethodField()
+
     class Meta:
         model = Segmentation
-        fields = ["id", "scan", "model_version", "status", "report", "error", "created", "finished"]
+        fields = ["id", "scan", "model_version", "status", "percent", "eta_seconds", "queue", "report", "error",
+                  "created", "started", "finished"]
+
+    @extend_schema_field(QueuePlaceOutput(allow_null=True))
+    def get_queue(self, seg) -> dict | None:
+        return segmentation_queue(seg)
 
 
 class SegmentationListApi(AcquisitionApi):

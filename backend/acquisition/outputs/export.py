@@ -46,15 +46,18 @@ def report_csv(rows: list[dict]) -> str:
 
 def training_set_zip(project) -> bytes:
     """Per scan: labels (uint8, 255 = unlabelled) and provenance (0 none, 1 predicted, 2 answered) as NIfTI,
-    plus slices.csv listing every training slice with its source and pixel counts."""
+    plus slices.csv listing every training slice with its source, pixel counts and the state of the step
+    it was answered in ("cancelled": an answer kept from a step cancelled afterwards)."""
     buffer = io.BytesIO()
-    rows = TrainingSlice.objects.filter(project=project).select_related("scan").order_by("scan_id", "z")
+    rows = (TrainingSlice.objects.filter(project=project).select_related("scan", "step")
+            .order_by("scan_id", "z"))
     by_scan: dict[int, list[TrainingSlice]] = {}
     for row in rows:
         by_scan.setdefault(row.scan_id, []).append(row)
     listing = io.StringIO()
     writer = csv.writer(listing, lineterminator="\n")
-    writer.writerow(["scan", "scan_name", "z", "source", "step", "query", "answered_pixels", "predicted_pixels"])
+    writer.writerow(["scan", "scan_name", "z", "source", "step", "query", "answered_pixels", "predicted_pixels",
+                     "step_state"])
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for scan_id, slices in by_scan.items():
             scan = slices[0].scan
@@ -66,7 +69,7 @@ def training_set_zip(project) -> bytes:
                 answered = codec.unpack_mask(s.answered, shape)
                 provenance[s.z] = np.where(answered, ANSWERED, PREDICTED)
                 writer.writerow([scan_id, scan.name, s.z, s.source, s.step_id or "", s.query_id or "",
-                                 int(answered.sum()), int((~answered).sum())])
+                                 int(answered.sum()), int((~answered).sum()), s.step.state if s.step else ""])
             archive.writestr(f"scan-{scan_id}-labels.nii.gz", nifti_bytes(labels, scan.geometry))
             archive.writestr(f"scan-{scan_id}-provenance.nii.gz", nifti_bytes(provenance, scan.geometry))
         archive.writestr("slices.csv", listing.getvalue())

@@ -9,6 +9,7 @@ from __future__ import annotations
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
@@ -17,11 +18,14 @@ from rest_framework.response import Response
 from backend.acquisition.api_base import (
     LEAD,
     AcquisitionApi,
+    QueuePlaceOutput,
     project_of,
     step_of,
 )
-from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
-from backend.acquisition.selectors import mac_summary, step_mac, steps_of
+from backend.acquisition.gpu_queue import step_queue
+from backend.acquisition.models import AcquisitionStep, Query
+from backend.acquisition.selectors import mac_summary, step_mac, steps_of, training_set_summary
+from backend.acquisition.steps.progress import SUBPHASES
 from backend.acquisition.steps.selectors import step_cost_estimate, tau_preview
 from backend.acquisition.steps.services import step_cancel, step_start
 from backend.acquisition.steps.training_set import (
@@ -35,12 +39,22 @@ from backend.projects.models import Project
 class StepOutput(serializers.ModelSerializer):
     model_version = serializers.SerializerMethodField()
     mac = serializers.SerializerMethodField()
+    subphase_label = serializers.SerializerMethodField()
+    queue = serializers.SerializerMethodField()
 
     class Meta:
         model = AcquisitionStep
         fields = ["id", "number", "state", "reason", "strategy", "tau", "slices_per_step", "k_uncertain",
-                  "mc_samples", "percent", "eta_seconds", "cancel_requested", "selected", "stop_reached",
+                  "mc_samples", "percent", "eta_seconds", "subphase", "subphase_label", "subphase_percent",
+                  "subphase_eta_seconds", "queue", "cancel_requested", "selected", "stop_reached",
                   "transitions", "created", "updated", "finished", "model_version", "mac", "guard", "costs"]
+
+    def get_subphase_label(self, step) -> str:
+        return SUBPHASES.get(step.subphase, "")
+
+    @extend_schema_field(QueuePlaceOutput(allow_null=True))
+    def get_queue(self, step) -> dict | None:
+        return step_queue(step)
 
     def get_model_version(self, step) -> int | None:
         version = getattr(step, "model_version", None)
@@ -194,14 +208,13 @@ class TrainingSetApi(AcquisitionApi):
         slices = serializers.IntegerField()
         from_references = serializers.IntegerField()
         from_queries = serializers.IntegerField()
+        from_cancelled_steps = serializers.IntegerField(
+            help_text="answered slices of steps cancelled after the answer: kept, and marked in the export")
+        held_out = serializers.IntegerField(help_text="labelled slices kept out of training to measure accuracy")
 
     @extend_schema(responses={200: OutputSerializer})
     def get(self, request, project_id: int):
-        rows = TrainingSlice.objects.filter(project=project_of(request, project_id))
-        return Response(self.OutputSerializer({
-            "slices": rows.count(),
-            "from_references": rows.filter(source=TrainingSlice.Source.REFERENCE).count(),
-            "from_queries": rows.filter(source=TrainingSlice.Source.QUERY).count()}).data)
+        return Response(self.OutputSerializer(training_set_summary(project_of(request, project_id))).data)
 
 
 class TrainingSetSeedApi(AcquisitionApi):

@@ -27,6 +27,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from backend.acquisition import codec, ml_adapter
+from backend.acquisition.held_out.selectors import held_out_excluded
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
 from backend.acquisition.selectors import current_model, pool_scans
 from backend.acquisition.states import State
@@ -36,6 +37,7 @@ from backend.acquisition.steps.coldstart import (
     cold_start_slices,
     needs_cold_start,
 )
+from backend.acquisition.steps.evaluation import evaluate_model
 from backend.acquisition.steps.guarding import guarded_masks, guarded_predictions, step_guard
 from backend.acquisition.steps.progress import Cancelled, LeaseKeeper, PhaseReporter
 from backend.acquisition.steps.scan_inputs import ScanInputs
@@ -182,12 +184,13 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     version = current_model(project)
     bootstrap = None
     if version is None:
-        reporter.segment(0, 50, "training the first model on the initial training set")
+        reporter.segment(0, 50, "training the first model on the initial training set", subphase="first_model")
         bootstrap = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt", first=True)
         model, pixel_mm = bootstrap[0][0], bootstrap[3]
     else:
         model, pixel_mm = model_and_pixel(version)
-    reporter.segment(50 if bootstrap else 0, 100, "MC-dropout inference over the pool's acquired slices")
+    reporter.segment(50 if bootstrap else 0, 100, "MC-dropout inference over the pool's acquired slices",
+                     subphase="ranking")
     started = time.monotonic()
     ranked, pixels = _rank_pool(step, model, pixel_mm, reporter)
     buffer = io.BytesIO()
@@ -212,6 +215,7 @@ def _rank_pool(step: AcquisitionStep, model, pixel_mm, reporter: PhaseReporter):
     Returns (the ``RankedPool``, mean network pixels per slice).
     """
     labelled = set(TrainingSlice.objects.filter(project=step.project).values_list("scan_id", "z"))
+    labelled |= held_out_excluded(step.project)  # never queried: they measure the model
     scans = {scan.id: scan for scan in pool_scans(step.project)}
     todo = [(scan.id, [z for z in range(scan.shape[0]) if (scan.id, z) not in labelled]) for scan in scans.values()]
     if not any(zs for _, zs in todo):
@@ -245,7 +249,7 @@ def _run_cold_start(step: AcquisitionStep, reporter: PhaseReporter, runner: str)
 def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
     if "cold_start" in step.costs:
         return _select_cold_start(step, runner)
-    reporter.segment(0, 100, "choosing representative uncertain slices")
+    reporter.segment(0, 100, "choosing representative uncertain slices", subphase="selecting")
     with step.inference_file.open("rb") as fh:
         ranking = ml_adapter.SliceRanking.from_arrays(dict(np.load(io.BytesIO(fh.read()))), keep=step.k_uncertain)
     plan = ml_adapter.step_plan(step)
@@ -327,7 +331,7 @@ def _query_masks(u: list[np.ndarray], plan, *, seed: int) -> list[np.ndarray]:
 # --- training -------------------------------------------------------------------------
 
 def run_training(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
-    reporter.segment(0, 100, "training on the grown training set")
+    reporter.segment(0, 100, "training on the grown training set", subphase="training")
     path = cache_dir() / f"step-{step.pk}-train.pt"
     trained = _train(step, reporter, path=path, first=current_model(step.project) is None)  # a cold start's first model
     with transaction.atomic():
@@ -341,82 +345,16 @@ def run_training(step: AcquisitionStep, reporter: PhaseReporter, runner: str) ->
 # --- evaluating -----------------------------------------------------------------------
 
 def run_evaluation(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -> None:
-    from backend.imaging.models import ReferenceLabelMap
-
-    project = step.project
+    """Measure the step's model on the evaluation set (``steps.evaluation``) and record it."""
     version = ModelVersion.objects.get(step=step)
     model, pixel_mm = model_and_pixel(version)
-    n_classes = ml_adapter.n_classes_of(project.label_set)
-    refs = list(ReferenceLabelMap.objects.filter(scan__in=project.test_scans.all(), label_set=project.label_set)
-                .select_related("scan").order_by("scan_id"))
-    per_scan, psv_rows, dice_rows = [], [], []
-    for k, ref in enumerate(refs):
-        reporter.segment(100 * k / len(refs), 100 * (k + 1) / len(refs), f"segmenting test scan {ref.scan.name}")
-        hu = ml_adapter.scan_hu(ref.scan)
-        grid = ml_adapter.network_grid(ref.scan.geometry, pixel_mm=pixel_mm, depth=model.config.depth)
-        pred, u = ml_adapter.segment_volume(hu, model, grid, t_samples=step.mc_samples, on_progress=reporter)
-        metrics = ml_adapter.evaluate(pred, ml_adapter.reference_labels(ref), ref.scan.geometry["spacing"], n_classes)
-        psv = ml_adapter.psv(pred, u, n_classes)
-        dice = np.full(n_classes, np.nan)
-        for value, m in metrics.items():
-            dice[value] = m["dice"]
-        psv_rows.append(psv)
-        dice_rows.append(dice)
-        per_scan.append({"scan": ref.scan_id, "name": ref.scan.name, "metrics": metrics, "psv": psv})
-    calibration, why = ml_adapter.calibration_fit(psv_rows, dice_rows)
-    structures = _structure_table(project, per_scan, calibration)
-    stop = _stop_reached(project, structures)
-    scans_json = [{"scan": s["scan"], "name": s["name"],
-                   "dice": {str(v): m["dice"] for v, m in s["metrics"].items()},
-                   "asd": {str(v): _finite(m["asd"]) for v, m in s["metrics"].items()},
-                   "psv": [_finite(x) for x in s["psv"]]} for s in per_scan]
+    result = evaluate_model(step, model, pixel_mm, reporter)
     with transaction.atomic():
         fresh = _locked_step(step, State.EVALUATING, runner)
-        version.metrics = {"structures": structures, "scans": scans_json, "calibration_note": why,
-                           # The fit's own MAE is in-sample; this one predicts each test scan
-                           # from the line of the others.
-                           "calibration_mae_held_out": ml_adapter.calibration_held_out_mae(psv_rows, dice_rows)}
-        version.calibration = calibration
+        version.metrics, version.calibration = result.metrics, result.calibration
         version.save(update_fields=["metrics", "calibration"])
-        fresh.stop_reached = stop
+        fresh.stop_reached = result.stop_reached
         step_transition(step=fresh, target=State.DONE)
-
-
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
-def _mean(values) -> float | None:
-    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
-    return float(np.mean(vals)) if vals else None
-
-
-def _structure_table(project: Project, per_scan: list[dict], calibration: dict | None) -> dict:
-    """{value: {name, kind, dice, asd, psv, predicted_dice}} averaged over the test scans."""
-    table = {}
-    for label in project.label_set.labels.order_by("value"):
-        v = label.value
-        psvs = [s["psv"][v] for s in per_scan]
-        predicted = [float(ml_adapter.predicted_dice(calibration, np.array([p]))[0]) if calibration and np.isfinite(p)
-                     else None for p in psvs]
-        table[str(v)] = {
-            "name": label.name, "kind": label.kind,
-            "dice": _mean(s["metrics"][v]["dice"] for s in per_scan if v in s["metrics"]),
-            "asd": _mean(s["metrics"][v]["asd"] for s in per_scan if v in s["metrics"]),
-            "psv": _mean(psvs),
-            "predicted_dice": _mean(predicted),
-        }
-    return table
-
-
-def _stop_reached(project: Project, structures: dict) -> bool:
-    """The stopping rule: every muscle's mean predicted Dice on the test scans >= the target."""
-    target = project.stop_target_dice
-    muscles = [row for row in structures.values() if row["kind"] == "muscle"]
-    if target is None or not muscles:
-        return False
-    return all(row["predicted_dice"] is not None and row["predicted_dice"] >= target for row in muscles)
 
 
 WORK = {

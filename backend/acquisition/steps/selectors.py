@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from backend.acquisition import codec, ml_adapter
 from backend.acquisition.errors import StepConflict
+from backend.acquisition.held_out.selectors import evaluation_set, held_out_excluded
 from backend.acquisition.models import AcquisitionStep, TrainingSlice
 from backend.acquisition.selectors import current_model, pool_scans
 from backend.acquisition.states import WORKER_PHASES
@@ -49,10 +50,16 @@ def step_cost_estimate(project: Project) -> dict:
     config = project.network_config or {}
     first = current_model(project) is None
     scans = list(pool_scans(project))
-    labelled = TrainingSlice.objects.filter(project=project, scan__in=scans).count()
-    unlabelled = max(sum(scan.shape[0] for scan in scans) - labelled, 0)
+    labelled = set(TrainingSlice.objects.filter(project=project, scan__in=scans).values_list("scan_id", "z"))
+    depth = {scan.id: scan.shape[0] for scan in scans}
+    # Held-out slices and their neighbours are never ranked either.
+    off_limits = labelled | {(s, z) for s, z in held_out_excluded(project) if 0 <= z < depth.get(s, 0)}
+    unlabelled = max(sum(depth.values()) - len(off_limits), 0)
     passes = ml_adapter.planned_passes(unlabelled, n_candidates=project.k_uncertain, t_full=project.mc_samples)
-    test_passes = project.mc_samples * sum(scan.shape[0] for scan in project.test_scans.all())
+    evaluated = evaluation_set(project)
+    test_slices = (sum(scan.shape[0] for scan in project.test_scans.all()) if evaluated == "test_scans"
+                   else project.held_out_slices.count())
+    test_passes = project.mc_samples * test_slices
     measured = _latest_inference_cost(project)
     rate = measured["seconds"] / measured["slice_passes"] if measured else None
     first_budget = ml_adapter.training_budget(config, first=True) if first else None

@@ -51,6 +51,7 @@ def _record(step: AcquisitionStep, target: str, reason: str = "") -> None:
     step.runner = ""
     step.percent = 0.0
     step.eta_seconds = None
+    step.subphase, step.subphase_percent, step.subphase_eta_seconds = "", 0.0, None
     if reason:
         step.reason = reason
     if target in FINAL:
@@ -178,10 +179,14 @@ def step_renew_lease(*, step_id: int, phase: str, runner: str) -> bool:
     return AcquisitionStep.objects.filter(pk=step_id, state=phase, runner=runner).update(heartbeat=_now()) == 1
 
 
-def step_heartbeat(*, step_id: int, phase: str, runner: str, percent: float, eta: float | None) -> bool:
-    """Record progress; False when the worker must stop (cancel requested, or the lease was lost)."""
+def step_heartbeat(*, step_id: int, phase: str, runner: str, percent: float, eta: float | None,
+                   subphase: tuple[str, float, float | None] = ("", 0.0, None)) -> bool:
+    """Record progress (of the phase, and of its named sub-phase: name, percent, ETA); False
+    when the worker must stop (cancel requested, or the lease was lost)."""
+    name, sub_percent, sub_eta = subphase
     updated = (AcquisitionStep.objects.filter(pk=step_id, state=phase, runner=runner, cancel_requested=False)
-               .update(heartbeat=_now(), percent=round(percent, 2), eta_seconds=eta))
+               .update(heartbeat=_now(), percent=round(percent, 2), eta_seconds=eta, subphase=name,
+                       subphase_percent=round(sub_percent, 2), subphase_eta_seconds=sub_eta))
     return updated == 1
 
 

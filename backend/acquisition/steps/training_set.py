@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from backend.acquisition import codec, ml_adapter
 from backend.acquisition.errors import StepConflict
+from backend.acquisition.held_out.selectors import held_out_excluded
 from backend.acquisition.models import AcquisitionStep, Query, TrainingSlice
 from backend.acquisition.selectors import pool_scans
 
@@ -31,16 +32,19 @@ def training_set_seed(*, project: Project, fraction: float | None = None) -> int
 
     ``fraction`` None takes every labelled slice of each reference label map; a
     fraction f takes about f x (labelled slices) evenly spaced ones per scan (the
-    paper's simulation starts from 5 %). Slices already in the set are kept.
+    paper's simulation starts from 5 %). Slices already in the set are kept; held-out
+    slices and their neighbours are never added (``held_out.selectors``).
     """
     from backend.imaging.models import ReferenceLabelMap
 
     added = 0
+    excluded = held_out_excluded(project)
     for scan in pool_scans(project):
         ref = ReferenceLabelMap.objects.filter(scan=scan, label_set=project.label_set).first()
         if ref is None:
             continue
-        labelled = list(ref.labelled_slices) or list(range(scan.shape[0]))
+        labelled = [z for z in (list(ref.labelled_slices) or list(range(scan.shape[0])))
+                    if (scan.id, z) not in excluded]
         have = set(TrainingSlice.objects.filter(project=project, scan=scan).values_list("z", flat=True))
         wanted = [z for z in _evenly_spaced(labelled, fraction) if z not in have]
         if not wanted:
@@ -56,9 +60,30 @@ def training_set_seed(*, project: Project, fraction: float | None = None) -> int
         TrainingSlice.objects.bulk_create(rows)
         added += len(rows)
     if added == 0 and not TrainingSlice.objects.filter(project=project).exists():
-        raise StepConflict("no pool scan has a reference label map for the project's label set; "
-                           "import labels for a few pool scans first", code="no_reference")
+        raise StepConflict(_no_reference_why(project, excluded), code="no_reference")
     return added
+
+
+def _no_reference_why(project: Project, excluded: set) -> str:
+    """Why seeding found nothing, naming the real cause: labels on test scans (not in the
+    pool), every labelled slice held out, or no labels at all."""
+    from backend.imaging.models import ReferenceLabelMap
+
+    refs = ReferenceLabelMap.objects.filter(label_set=project.label_set)
+    on_tests = [f"{r.scan_id} ({r.scan.name})" for r in refs.filter(scan__in=project.test_scans.all())
+                .select_related("scan").order_by("scan_id")]
+    in_pool = refs.filter(scan__in=pool_scans(project)).exists()
+    if in_pool and excluded:
+        return ("every labelled slice of the pool scans is held out for evaluation or next to a held-out slice; "
+                "hold out fewer slices per scan (POST held-out/ {\"per_scan\": 2}) so some can seed the "
+                "training set")
+    if on_tests:
+        return (f"the reference labels are on test scan(s) {', '.join(on_tests)}, and a test scan is not in the "
+                "pool: it is never trained on. To train on a lab's only CT, remove it from the project's test "
+                "scans (PATCH /api/projects/<id>/ {\"test_scans\": []}) and hold out slices of it for "
+                "evaluation instead (POST held-out/)")
+    return ("no pool scan has a reference label map for the project's label set; "
+            "import labels for a few pool scans first")
 
 
 ACQUISITION_FIELDS = ("strategy", "tau", "slices_per_step", "k_uncertain", "mc_samples", "stop_target_dice")

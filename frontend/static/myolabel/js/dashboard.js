@@ -1,5 +1,6 @@
 // The lead's dashboard: steps with live progress, learning curves, cost, review flags, tau preview.
 
+import { renderAccuracy, setupHeldOut } from "./accuracy.js";
 import { api, fmt, liveEvents, pageData, say } from "./api.js";
 import { boxPlot, legend, lineChart, PALETTE, scatterFit } from "./charts.js";
 
@@ -12,6 +13,8 @@ const REVIEW_BELOW = project.stop_target_dice || 0.8;
 const RUNNING = new Set(["created", "inferring", "selecting", "annotating", "training", "evaluating"]);
 const PHASE_WORDS = { inferring: "running the model on the pool", selecting: "choosing slices",
   annotating: "waiting for annotators", training: "training the model", evaluating: "measuring accuracy" };
+const SUBPHASE_WORDS = { first_model: "training model 0 on the initial training set", ranking: "ranking the pool's slices",
+  test_scans: "segmenting the test scans", held_out: "segmenting the held-out slices" };
 
 const state = { steps: [], models: [], mac: null, progress: {}, compared: {}, queriesByStep: new Map() };
 window.dashboard = state; // inspected by the browser tests
@@ -19,6 +22,13 @@ window.dashboard = state; // inspected by the browser tests
 function meanDice(model) {
   const rows = Object.values((model.metrics || {}).structures || {}).map((s) => s.dice).filter((d) => d != null);
   return rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : null;
+}
+
+/** Why a finished step's model has no mean Dice (the dashboard never makes one up). */
+function noDiceWhy(model) {
+  if (!model || meanDice(model) != null) return "";
+  const reasons = (model.metrics && model.metrics.reasons) || {};
+  return reasons.evaluation || reasons.calibration || "";
 }
 
 function duration(seconds) {
@@ -41,9 +51,16 @@ function progressCell(step) {
   const eta = live ? live.eta_seconds : step.eta_seconds;
   const detail = live && live.detail && live.detail !== step.state ? live.detail : PHASE_WORDS[step.state] || step.state;
   td.innerHTML = `<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${percent}"><div></div></div>
-    <small class="progress-text"></small>`;
+    <small class="progress-text"></small><small class="subphase-text"></small><small class="queue-text warn"></small>`;
   td.querySelector(".progress > div").style.width = `${percent}%`;  // CSSOM: allowed by the page's CSP
   td.querySelector(".progress-text").textContent = `${detail}: ${Number(percent).toFixed(0)} %${eta != null ? ` · about ${duration(eta)} left` : ""}`;
+  // The named part of the phase (model 0's training inside "inferring") has its own percent and ETA.
+  const sub = live ? { name: live.subphase, percent: live.subphase_percent, eta: live.subphase_eta_seconds }
+    : { name: step.subphase, percent: step.subphase_percent, eta: step.subphase_eta_seconds };
+  if (sub.name && SUBPHASE_WORDS[sub.name]) {
+    td.querySelector(".subphase-text").textContent = ` · now ${SUBPHASE_WORDS[sub.name]}: ${Number(sub.percent).toFixed(0)} %${sub.eta != null ? `, about ${duration(sub.eta)} left` : ""}`;
+  }
+  if (!live && step.queue && step.queue.waiting) td.querySelector(".queue-text").textContent = ` ${step.queue.waiting}`;
   td.dataset.step = step.id;
   td.className = "step-progress";
   return td;
@@ -69,7 +86,7 @@ function renderSteps() {
     const cells = [
       `${step.number}`, null, null, `${step.mac.answered} / ${step.mac.queries}`,
       step.mac.mac == null ? "–" : step.mac.mac.toFixed(4), autoLabels(step.mac), model ? fmt(meanDice(model)) : "–",
-      step.reason || (step.stop_reached ? "stopping rule reached" : "") || (step.guard && step.guard.reason) || "",
+      step.reason || (step.stop_reached ? "stopping rule reached" : noDiceWhy(model)) || (step.guard && step.guard.reason) || "",
     ];
     cells.forEach((text, k) => {
       if (k === 1) {
@@ -88,7 +105,7 @@ function renderSteps() {
     });
     tbody.append(tr);
   }
-  if (!state.steps.length) tbody.innerHTML = `<tr><td colspan="8" class="empty">No step yet. Seed the training set, then start the first step.</td></tr>`;
+  if (!state.steps.length) tbody.innerHTML = `<tr><td colspan="8" class="empty">No step yet. Start the first one: with no labelled slice it asks for whole representative slices first.</td></tr>`;
   const running = state.steps.find((s) => RUNNING.has(s.state));
   $("#start").disabled = Boolean(running);
   $("#cancel").hidden = !running;
@@ -149,7 +166,7 @@ function renderCharts(queriesByStep) {
     .filter((s) => s.points.length);
   const wrap = (svg, s) => { const d = document.createElement("div"); d.append(legend(s), svg); return d; };
   const byStep = series("byStep");
-  put("#chart-dice-step", byStep.length ? wrap(lineChart(byStep, { xLabel: "acquisition step", yLabel: "mean Dice (test scans)", integerX: true }), byStep) : null,
+  put("#chart-dice-step", byStep.length ? wrap(lineChart(byStep, { xLabel: "acquisition step", yLabel: "mean Dice (evaluation set)", integerX: true }), byStep) : null,
     "No trained model yet: the curve starts after the first step's evaluation.");
   const byMac = series("byMac");
   put("#chart-dice-mac", byMac.length ? wrap(lineChart(byMac, { xLabel: "cumulative MAC (sum of the steps\u2019 MAC)", yLabel: "mean Dice" }), byMac) : null,
@@ -170,27 +187,12 @@ function renderCharts(queriesByStep) {
     $("#chart-psv").append(Object.assign(document.createElement("p"), { className: "muted",
       textContent: `Fit: Dice = ${cal.alpha.toFixed(2)} × PSV + ${cal.beta.toFixed(3)} · correlation ${cal.correlation.toFixed(2)} · mean absolute error ${fmt(cal.mae)} · ${cal.n_pairs} pairs` }));
   }
-  renderStructures(rows);
-}
-
-function renderStructures(rows) {
-  $("#review-threshold").textContent = REVIEW_BELOW.toFixed(2);
-  const tbody = $("#structures tbody");
-  tbody.replaceChildren();
-  const sorted = rows.map(([, s]) => s).sort((a, b) => (a.predicted_dice ?? a.dice ?? 1) - (b.predicted_dice ?? b.dice ?? 1));
-  for (const s of sorted) {
-    const value = s.predicted_dice ?? s.dice;
-    const low = value != null && value < REVIEW_BELOW;
-    const tr = document.createElement("tr");
-    tr.innerHTML = `<td></td><td class="num"></td><td class="num"></td><td class="num"></td><td></td>`;
-    tr.children[0].textContent = s.name;
-    tr.children[1].textContent = fmt(s.predicted_dice);
-    tr.children[2].textContent = fmt(s.dice);
-    tr.children[3].textContent = s.psv == null ? "–" : s.psv.toExponential(2);
-    if (low) { tr.children[4].textContent = "review"; tr.children[4].className = "flag"; tr.classList.add("flagged"); }
-    tbody.append(tr);
+  const signal = current && current.metrics && current.metrics.uncertainty;
+  if (signal && signal.usable === false && points.length) {
+    $("#chart-psv").append(Object.assign(document.createElement("p"), { className: "warn",
+      textContent: "Not a usable signal yet: see the warning under Predicted Dice." }));
   }
-  if (!sorted.length) tbody.innerHTML = `<tr><td colspan="5" class="empty">No evaluated model yet.</td></tr>`;
+  renderAccuracy(current, REVIEW_BELOW);
 }
 
 function renderThroughput() {
@@ -377,3 +379,4 @@ liveEvents(`/ws/projects/${project.id}/`, (ev) => {
 
 lastRefresh = Date.now();
 state.ready = refresh();
+state.heldOut = setupHeldOut(base, say, () => { renderStepCost(); });

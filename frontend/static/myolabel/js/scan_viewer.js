@@ -58,9 +58,21 @@ async function showSlice() {
   }
 }
 
+/** What a queued or running segmentation is doing, from the API or an event. */
+function segmentingText(seg) {
+  if (seg.status === "pending") return (seg.queue && seg.queue.waiting) || "Waiting on the gpu queue…";
+  const eta = seg.eta_seconds != null ? ` · about ${Math.max(1, Math.round(seg.eta_seconds))} s left` : "";
+  const stalled = seg.queue && seg.queue.waiting ? ` ${seg.queue.waiting}` : "";
+  return `The model is segmenting this scan: ${Math.round(seg.percent || 0)} %${eta}.${stalled}`;
+}
+
 function renderReport(rows) {
   const tbody = $("#report tbody");
   tbody.replaceChildren();
+  // A missing predicted Dice says why (no calibration, an uncertainty that is no signal yet...), once.
+  const reasons = [...new Set(rows.map((r) => (r.reasons || {}).predicted_dice).filter(Boolean))];
+  $("#report-notes").replaceChildren(...reasons.map((why) => Object.assign(document.createElement("li"), { textContent: `No predicted Dice: ${why}` })));
+  $("#report-notes").hidden = !reasons.length;
   const threshold = state.project.stop_target_dice || 0.8;
   for (const r of rows) {
     const tr = document.createElement("tr");
@@ -70,7 +82,7 @@ function renderReport(rows) {
     tr.children[0].firstChild.style.background = colour;  // CSSOM: allowed by the page's CSP
     tr.children[0].append(r.name);
     tr.children[1].textContent = r.volume_ml == null ? "–" : Number(r.volume_ml).toFixed(1);
-    tr.children[2].textContent = fmt(r.predicted_dice);
+    tr.children[2].textContent = r.status && r.status.predicted_dice === "unavailable" ? "n/a" : fmt(r.predicted_dice);
     if (r.predicted_dice != null && r.predicted_dice < threshold) { tr.children[3].textContent = "review"; tr.children[3].className = "flag"; }
     tbody.append(tr);
   }
@@ -96,7 +108,7 @@ async function loadProject() {
       $("#segment").hidden = false;
     }
     if (seg && (seg.status === "pending" || seg.status === "running")) {
-      $("#model-status").textContent = "The model is segmenting this scan…";
+      $("#model-status").textContent = segmentingText(seg);
       $("#segment").hidden = true;
     }
     if (seg && seg.status === "failed") say(message, `The segmentation failed: ${seg.error}`);
@@ -129,9 +141,9 @@ $("#heat").addEventListener("change", (e) => { state.heat = e.target.checked; vi
 $("#fit").addEventListener("click", () => viewer.fit());
 $("#segment").addEventListener("click", async () => {
   try {
-    await api(`/api/projects/${state.project.id}/segmentations/`, { method: "POST", body: { scan_id: scan.id } });
+    const seg = await api(`/api/projects/${state.project.id}/segmentations/`, { method: "POST", body: { scan_id: scan.id } });
     $("#segment").hidden = true;
-    $("#model-status").textContent = "The model is segmenting this scan…";
+    $("#model-status").textContent = segmentingText(seg);
   } catch (err) {
     say(message, `The segmentation could not start: ${err.message}`);
   }
@@ -158,7 +170,9 @@ vp.addEventListener("wheel", (e) => { e.preventDefault(); viewer.zoomAt(e.deltaY
 function openLive() {
   if (state.live) state.live.close();
   state.live = liveEvents(`/ws/projects/${state.project.id}/`, (ev) => {
-    if (ev.type === "acquisition.segmentation" && ev.scan === scan.id && (ev.status === "done" || ev.status === "failed")) loadProject();
+    if (ev.type !== "acquisition.segmentation" || ev.scan !== scan.id) return;
+    if (ev.status === "done" || ev.status === "failed") loadProject();
+    else if (ev.status === "running") $("#model-status").textContent = segmentingText(ev);
   });
 }
 
