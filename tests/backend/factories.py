@@ -216,3 +216,17 @@ def project_with_data(name: str) -> dict:
     roles = (Membership.Role.ADMIN, Membership.Role.LEAD, Membership.Role.ANNOTATOR)
     users = {role: MembershipFactory(project=project, role=role).user for role in roles}
     return {"project": project, "pool": pool, "scans": scans, "users": users}
+
+
+def one_torch_thread_with_tmp_storage(settings, tmp_path):
+    """Body of a fixture (``yield from``): media in ``tmp_path`` and one torch thread while the
+    test runs (the test machine's cores are shared), the thread count restored after."""
+    import torch
+
+    use_tmp_storage(settings, tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -18,19 +18,19 @@ from backend.acquisition.outputs.segmentation import segmentation_run
 from backend.acquisition.states import State
 from backend.acquisition.steps.phases import phase_execute
 from backend.imaging.volumes import reference_labels
-from tests.backend.factories import UserFactory, acquisition_project, use_tmp_storage
+from tests.backend.factories import (
+    UserFactory,
+    acquisition_project,
+    one_torch_thread_with_tmp_storage,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path, monkeypatch):
-    use_tmp_storage(settings, tmp_path)
     monkeypatch.setattr("backend.core.jobs.send", lambda *a, **k: None)  # phases are run by hand here
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 def client_for(user) -> APIClient:

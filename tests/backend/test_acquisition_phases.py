@@ -8,7 +8,6 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import torch
 from django.test import TestCase
 from django.utils import timezone
 
@@ -22,7 +21,10 @@ from backend.acquisition.steps.phases import phase_execute
 from backend.acquisition.steps.progress import PhaseReporter
 from backend.acquisition.steps.services import step_cancel, step_start, steps_resume_stalled
 from backend.imaging.volumes import reference_labels
-from tests.backend.factories import acquisition_project, use_tmp_storage
+from tests.backend.factories import (
+    acquisition_project,
+    one_torch_thread_with_tmp_storage,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,11 +33,7 @@ RUNNER = "test-worker|1"
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
-    use_tmp_storage(settings, tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine's cores are shared
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 def answer_all(step: AcquisitionStep, user) -> int:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from rest_framework.test import APIClient
 
 from backend.acquisition import codec
 from backend.acquisition.models import AcquisitionStep, ModelVersion, Query, TrainingSlice
 from backend.acquisition.states import State
 from backend.imaging.volumes import reference_labels
-from tests.backend.factories import acquisition_project, use_tmp_storage
+from tests.backend.factories import (
+    acquisition_project,
+    one_torch_thread_with_tmp_storage,
+)
 from tests.backend.test_acquisition_phases import answer_all, run_phase
 
 pytestmark = pytest.mark.django_db
@@ -19,11 +21,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
-    use_tmp_storage(settings, tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 def _cold_project():

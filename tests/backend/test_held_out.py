@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from rest_framework.test import APIClient
 
 from backend.acquisition.held_out.selectors import HELD_OUT_MARGIN, held_out_excluded
@@ -31,8 +30,8 @@ from tests.backend.factories import (
     ProjectFactory,
     UserFactory,
     acquisition_project,
+    one_torch_thread_with_tmp_storage,
     scan_with_volume,
-    use_tmp_storage,
 )
 from tests.backend.test_acquisition_phases import answer_all, run_phase
 
@@ -41,12 +40,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path, monkeypatch):
-    use_tmp_storage(settings, tmp_path)
     monkeypatch.setattr("backend.core.jobs.send", lambda *a, **k: None)  # phases are run by hand here
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 @pytest.fixture

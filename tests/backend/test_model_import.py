@@ -38,8 +38,8 @@ from tests.backend.factories import (
     ProjectFactory,
     UserFactory,
     acquisition_project,
+    one_torch_thread_with_tmp_storage,
     stored_files,
-    use_tmp_storage,
 )
 from tests.backend.test_acquisition_phases import answer_all, run_phase
 
@@ -50,11 +50,7 @@ LEAD, ANNOTATOR = Membership.Role.LEAD, Membership.Role.ANNOTATOR
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
-    use_tmp_storage(settings, tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine's cores are shared
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 def _project(name: str, *, label_set=None, profile: str = "tiny", **config):

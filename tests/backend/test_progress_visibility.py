@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import torch
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -21,7 +20,7 @@ from tests.backend.factories import (
     MembershipFactory,
     ProjectFactory,
     acquisition_project,
-    use_tmp_storage,
+    one_torch_thread_with_tmp_storage,
 )
 from tests.backend.test_acquisition_phases import RUNNER, run_phase
 
@@ -30,12 +29,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path, monkeypatch):
-    use_tmp_storage(settings, tmp_path)
     monkeypatch.setattr("backend.core.jobs.send", lambda *a, **k: None)  # phases are run by hand here
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 @pytest.fixture

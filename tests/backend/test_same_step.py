@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from backend.acquisition import codec
 from backend.acquisition.models import ModelVersion, Query, TrainingSlice
@@ -24,18 +23,17 @@ from mltasks.active import ALConfig, SlicePool, propose_queries
 from mltasks.checkpoint import load_model
 from mltasks.guard import GuardDecision
 from mltasks.resize import network_inputs
-from tests.backend.factories import acquisition_project, use_tmp_storage
+from tests.backend.factories import (
+    acquisition_project,
+    one_torch_thread_with_tmp_storage,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
-    use_tmp_storage(settings, tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 def _simulation_pool(project) -> tuple[SlicePool, list[tuple[int, int]]]:

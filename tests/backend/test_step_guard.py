@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from rest_framework.test import APIClient
 
 from backend.acquisition import codec
@@ -13,7 +12,10 @@ from backend.acquisition.selectors import mac_summary
 from backend.acquisition.states import State
 from backend.acquisition.steps.services import step_start
 from backend.imaging.volumes import reference_labels, scan_volume
-from tests.backend.factories import acquisition_project, use_tmp_storage
+from tests.backend.factories import (
+    acquisition_project,
+    one_torch_thread_with_tmp_storage,
+)
 from tests.backend.test_acquisition_phases import answer_all, run_phase
 
 pytestmark = pytest.mark.django_db
@@ -22,11 +24,7 @@ IGNORE = 255
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
-    use_tmp_storage(settings, tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 def _project(rule: str | None = None, **fields):

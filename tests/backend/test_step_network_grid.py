@@ -6,7 +6,6 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import torch
 from rest_framework.test import APIClient
 
 from backend.acquisition import ml_adapter
@@ -17,7 +16,11 @@ from backend.acquisition.steps.services import step_start
 from backend.imaging.models import Scan
 from mltasks.geometry import Geometry
 from mltasks.phantom import generate_phantom
-from tests.backend.factories import acquisition_project, scan_with_volume, use_tmp_storage
+from tests.backend.factories import (
+    acquisition_project,
+    one_torch_thread_with_tmp_storage,
+    scan_with_volume,
+)
 from tests.backend.test_acquisition_phases import answer_all, run_phase
 
 pytestmark = pytest.mark.django_db
@@ -25,11 +28,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
-    use_tmp_storage(settings, tmp_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
 
 
 def _narrow_scan(project) -> Scan:

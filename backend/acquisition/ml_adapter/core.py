@@ -1,18 +1,6 @@
-"""The one adapter between the acquisition app and the ML library ``mltasks``.
+"""Grids, configuration, models, the step, evaluation and files: the bulk of ``ml_adapter``
+(the package docstring says what the adapter is for)."""
 
-Everything numerical (MC dropout, slice scores, D_c / D_r selection, pixel
-queries, MAC, training, metrics, PSV, PDC, reports) is done by ``mltasks``;
-this module only converts between the working grid (the stored scans, H x W
-slices) and the network matrix, and between Django rows and library objects.
-No other module of the app imports ``mltasks``.
-
-Working grid vs network: scans are stored on their working grid (``mltasks.grid``:
-the acquired slices, the body's box, the scan's own pixels); the network runs on
-a resampled copy of each slice at the pixel size of the model (``mltasks.netgrid``:
-the profile's ``PROFILE_PIXEL_MM``, recorded on every model version). Images go
-down area-averaged; mean probabilities and uncertainty come back bilinearly, so
-labels, queries and exports stay at the scan's full in-plane resolution.
-"""
 
 from __future__ import annotations
 
@@ -23,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mltasks import coldstart as mlcoldstart
-from mltasks import guard as mlguard
 from mltasks import query as mlquery
 from mltasks.active import ALConfig, TrainingSet, train_step
 from mltasks.calibration import PDCCalibration, fit_pdc, held_out_mae
@@ -52,8 +38,8 @@ __all__ = [
     "load_model", "merge", "network_configs", "preview_tau", "psv", "query_masks", "report_rows", "save_model",
     "segment_volume", "SliceRanking", "choose_slices", "chosen_maps", "step_plan",
     "train_model", "predicted_dice", "NetworkGrid", "network_grid", "pixel_mm_of", "model_pixel_mm",
-    "network_inputs", "planned_passes", "rank_pool", "guard_decision", "guard_query", "LABEL_RULES",
-    "cold_start_descriptors", "cold_start_cover", "score_network_slices", "training_budget", "segment_slices",
+    "network_inputs", "planned_passes", "rank_pool",
+    "score_network_slices", "training_budget", "segment_slices",
 ]
 
 # Keys of Project.network_config that configure training rather than the architecture.
@@ -263,50 +249,6 @@ def step_plan(step) -> StepPlan:
     return StepPlan(step.strategy, step.tau, step.slices_per_step, step.k_uncertain)
 
 
-LABEL_RULES = mlguard.RULES
-
-
-def guard_decision(held_out_dice: list | None, *, rule: str, strategy: str) -> dict:
-    """Eq. 7's guard for a step (``mltasks.guard.decide``) from the current model's held-out
-    Dice per class (None: no model or no held-out slice yet), as a dict with the rule."""
-    dice = None if held_out_dice is None else np.array([np.nan if v is None else v for v in held_out_dice], float)
-    decision = mlguard.decide(dice, config=mlguard.GuardConfig(rule=rule), strategy=strategy)
-    return {**decision.to_dict(), "rule": rule}
-
-
-def guard_query(
-    predicted: np.ndarray, mask: np.ndarray, hu_slice: np.ndarray, guard: dict, *, pixel_scale: float,
-    reference: np.ndarray | None = None,
-) -> tuple[np.ndarray, int, int | None]:
-    """A query's stored prediction under the step's guard (``mltasks.guard.guarded_prediction``).
-
-    Args:
-        predicted, mask: (H, W) of the chosen slice on its working grid.
-        hu_slice: (H, W) HU of that slice (the air outside the body is background).
-        guard: ``guard_decision``'s dict.
-        pixel_scale: working pixels per network pixel (scales the guard's boundary margin).
-        reference: (H, W) reference labels of that slice, when the scan has them.
-    Returns:
-        (labels (H, W) uint8, IGNORE where untrusted; auto-labelled pixels; how many of
-        those differ from ``reference``, None without one).
-    """
-    decision = mlguard.GuardDecision.from_dict(guard)
-    air = mlguard.air_outside_body(np.asarray(hu_slice)[None])[0]
-    labels, provenance = mlguard.guarded_prediction(predicted, mask, decision, air=air, pixel_scale=pixel_scale)
-    wrong = None if reference is None else mlguard.auto_label_errors(labels, provenance, np.asarray(reference))
-    return labels, mlguard.auto_labelled(provenance), wrong
-
-
-def cold_start_descriptors(images: np.ndarray) -> np.ndarray:
-    """(n, d) centred thumbnail descriptors of one scan's (n, h, w) network images (no model)."""
-    return mlcoldstart.slice_descriptors(images)
-
-
-def cold_start_cover(features: np.ndarray, n: int, *, keys: np.ndarray, exclude: list[int]) -> np.ndarray:
-    """Indices of the ``n`` slices to ask for first: D_r's set cover, no two picks adjacent."""
-    return mlcoldstart.spread_cover(features, n, keys=keys, exclude=exclude)
-
-
 def merge(predicted: np.ndarray, mask: np.ndarray, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(labels, provenance: 1 answered / 0 predicted) of one slice (``merge_answers``)."""
     return mlquery.merge_answers(predicted, mask, answers)
@@ -406,60 +348,3 @@ def phantom_volume(seed: int, *, shape: tuple[int, int, int], fov_mm: float) -> 
     spacing = (1.0, fov_mm / shape[1], fov_mm / shape[2])
     ph = generate_phantom(seed, shape=shape, spacing=spacing)
     return ph.hu.astype(np.int16), ph.labels.astype(np.uint8), ph.geometry.to_dict()
-
-
-# --- a start from a previous CT: imported models (backend.acquisition.outputs.model_import) ---
-
-from mltasks.checkpoint import (  # noqa: E402  (kept with the block that uses them)
-    CheckpointArchitectureMismatch,
-    CheckpointLabelSetMismatch,
-    UnsafeCheckpoint,
-    label_set_differences,
-    validate_checkpoint,
-)
-from mltasks.errors import InvalidCheckpoint  # noqa: E402
-
-
-class CheckpointRefused(Exception):  # noqa: N818
-    """A checkpoint from elsewhere was refused; ``code`` says why for the API, the message for a person."""
-
-    def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.code = code
-
-
-# Most specific first: every refusal is an InvalidCheckpoint.
-_REFUSAL_CODES = ((UnsafeCheckpoint, "unsafe_checkpoint"), (CheckpointLabelSetMismatch, "label_set_mismatch"),
-                  (CheckpointArchitectureMismatch, "architecture_mismatch"), (InvalidCheckpoint, "not_a_checkpoint"))
-_UPLOAD_NAME = "uploaded checkpoint"  # how validate_checkpoint names bytes in its messages
-
-
-def checkpoint_validate(raw: bytes, *, name: str, django_label_set, net_config: NetConfig,
-                        max_bytes: int) -> tuple[UNet, dict]:
-    """``validate_checkpoint`` of a file's bytes (weights only) against a project's label set
-    and network; (model, info) or CheckpointRefused naming ``name`` (the file) in its message."""
-    try:
-        return validate_checkpoint(bytes(raw), label_set=label_set_of(django_label_set), net_config=net_config,
-                                   max_bytes=max_bytes)
-    except InvalidCheckpoint as exc:
-        message = str(exc)
-        if message.startswith(_UPLOAD_NAME):  # the person knows the file by its name, not as "uploaded checkpoint"
-            message = name + message[len(_UPLOAD_NAME):]
-        code = next(code for kind, code in _REFUSAL_CODES if isinstance(exc, kind))
-        raise CheckpointRefused(message, code) from None
-
-
-def label_set_changes(expected, found) -> list[str]:
-    """How ``found``'s (value, name) pairs differ from ``expected``'s (two ``projects.LabelSet`` rows)."""
-    return label_set_differences(label_set_of(expected), label_set_of(found))
-
-
-def save_imported_model(path: str | Path, model: UNet, *, django_label_set, train_config: dict | None,
-                        provenance: dict) -> None:
-    """Write an imported network in the registry's own format (weights only, with provenance)."""
-    try:
-        train = TrainConfig.from_dict(dict(train_config)) if train_config else None
-    except (TypeError, ValueError):  # another version's training options: kept in ModelVersion.config only
-        train = None
-    save_model(path, model, label_set=label_set_of(django_label_set), train_config=train, provenance=provenance)
-
