@@ -70,13 +70,12 @@ def test_an_illegal_transition_leaves_the_row_unchanged(project):
 
 
 @pytest.mark.django_db
-def test_a_step_needs_a_training_set_and_only_one_runs_at_a_time(project, monkeypatch):
-    from backend.acquisition.steps.training_set import training_set_seed
+def test_a_step_starts_without_labels_and_only_one_runs_at_a_time(project, monkeypatch):
+    # An empty training set is a cold start (steps/coldstart.py), not a refusal.
+    from backend.acquisition.models import TrainingSlice
 
     lead = MembershipFactory(project=project).user
-    with pytest.raises(StepConflict, match="the training set is empty"):
-        step_start(project=project, user=lead)
-    assert training_set_seed(project=project, fraction=0.5) == 1
+    assert not TrainingSlice.objects.filter(project=project).exists()
     monkeypatch.setattr("backend.core.jobs.send", lambda *a, **k: None)
     step = step_start(project=project, user=lead)
     assert (step.number, step.state) == (1, State.INFERRING)

@@ -91,8 +91,9 @@ def step_annotating_done(*, step_id: int) -> bool:
 def step_start(*, project: Project, user: User, force: bool = False) -> AcquisitionStep:
     """Start the next acquisition step of ``project`` with its current configuration.
 
-    Raises StepConflict when another step is unfinished, when the training set is
-    empty, or when the stopping rule held after the last step (unless ``force``).
+    Raises StepConflict when another step is unfinished, when no pool holds a ready
+    scan, or when the stopping rule held after the last step (unless ``force``). An
+    empty training set is no obstacle: that step is a cold start (steps/coldstart.py).
     """
     type(project).objects.select_for_update().get(pk=project.pk)  # one start at a time per project
     running = AcquisitionStep.objects.filter(project=project).exclude(state__in=FINAL).first()
