@@ -224,6 +224,7 @@ def propose_queries(
     keys = ranking.keys  # (volume, pool index)
     labels, u = chosen_maps(ranking, selection.chosen,
                             lambda i: score(0, [int(keys[i][1])], config.t_samples, True))  # fmt: skip
+    labels, u = np.stack(labels), np.stack(u)  # one pool: one slice shape
     masks = query_masks(u, plan, seed=seed)
     if guard is not None:
         masks = np.stack([guard_query_mask(m, guard) for m in masks])

@@ -211,8 +211,9 @@ def _unflat(data: dict[str, np.ndarray], name: str) -> list[np.ndarray]:
 
 def chosen_maps(
     ranking: SliceRanking, chosen: Sequence[int], rescore
-) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (n, H, W) uint8, uncertainty (n, H, W) float32) of the chosen slices.
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(labels, uncertainty) of the chosen slices: one (H, W) uint8 and one (H, W) float32
+    array per slice, in the chosen order (lists: slices of different scans differ in shape).
 
     Maps the ranking dropped are predicted again, one slice at a time, by
     ``rescore(index) -> ScoredSlices`` (only random slices can miss: D_c's maps are kept).
@@ -222,8 +223,7 @@ def chosen_maps(
         if int(i) not in kept:
             again = rescore(int(i))
             kept[int(i)] = (again.labels[0], again.uncertainty[0])
-    return (np.stack([kept[int(i)][0] for i in chosen]),
-            np.stack([kept[int(i)][1].astype(np.float32) for i in chosen]))  # fmt: skip
+    return [kept[int(i)][0] for i in chosen], [kept[int(i)][1].astype(np.float32) for i in chosen]
 
 
 @dataclass

@@ -309,12 +309,7 @@ def _working_maps_of(step, ranking, chosen: list[int]) -> tuple[list[np.ndarray]
         return ml_adapter.score_network_slices(images[[z]], body[[z]], model, grid, t_samples=step.mc_samples,
                                                seed=step.pk)
 
-    kept = ranking.maps(chosen)
-    for i in chosen:
-        if int(i) not in kept:
-            again = rescore(int(i))
-            kept[int(i)] = (again.labels[0], again.uncertainty[0])
-    return [kept[int(i)][0] for i in chosen], [kept[int(i)][1].astype(np.float32) for i in chosen]
+    return ml_adapter.chosen_maps(ranking, chosen, rescore)
 
 
 def _query_masks(u: list[np.ndarray], plan, *, seed: int) -> list[np.ndarray]:
