@@ -229,8 +229,7 @@ def _rank_pool(step: AcquisitionStep, model, pixel_mm, reporter: PhaseReporter):
 
     ranked = ml_adapter.rank_pool(todo, score, n_candidates=step.k_uncertain, t_full=step.mc_samples,
                                   on_progress=reporter)
-    shapes = [ml_adapter.network_grid(scans[scan_id].geometry, pixel_mm=pixel_mm, depth=model.config.depth).shape
-              for scan_id, zs in todo if zs]
+    shapes = [inputs.grid(scan_id).shape for scan_id, zs in todo if zs]
     return ranked, int(np.mean([h * w for h, w in shapes]))
 
 

@@ -23,13 +23,20 @@ class ScanInputs:
     def __init__(self, scans: dict, *, pixel_mm: float | None, depth: int, cache: Path) -> None:
         self.scans, self.pixel_mm, self.depth, self.cache = scans, pixel_mm, depth, cache
         self._held: dict[int, tuple] = {}
+        self._grids: dict[int, object] = {}
+
+    def grid(self, scan_id: int):
+        """A scan's network grid (geometry only: nothing is read)."""
+        if scan_id not in self._grids:
+            geometry = self.scans[scan_id].geometry
+            self._grids[scan_id] = ml_adapter.network_grid(geometry, pixel_mm=self.pixel_mm, depth=self.depth)
+        return self._grids[scan_id]
 
     def __call__(self, scan_id: int):
         """(network grid, images (z, h, w), body (z, h, w)) of a scan."""
         if scan_id not in self._held:
-            scan = self.scans[scan_id]
-            grid = ml_adapter.network_grid(scan.geometry, pixel_mm=self.pixel_mm, depth=self.depth)
-            self._held = {scan_id: (grid, *self._load(scan, grid))}  # one scan in memory at a time
+            grid = self.grid(scan_id)
+            self._held = {scan_id: (grid, *self._load(self.scans[scan_id], grid))}  # one scan in memory at a time
         return self._held[scan_id]
 
     def _load(self, scan, grid):
