@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--first-seconds", type=float, default=900.0, help="model 0's training budget")
     ap.add_argument("--step-seconds", type=float, default=240.0, help="each step's training budget")
+    ap.add_argument("--first-epochs", type=int, default=None,
+                    help="model 0's budget in epochs instead of seconds (a loaded machine's seconds vary)")
+    ap.add_argument("--step-epochs", type=int, default=None, help="each step's budget in epochs instead")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--config", default=None, help="extra network_config JSON for every arm")
     ap.add_argument("--json", type=Path, default=None)
@@ -116,14 +119,19 @@ def prepare(project, args, *, seed_fraction: float) -> dict:
     return {"seed_slices": seed(project, seed_fraction) if seed_fraction > 0 else 0}
 
 
-def set_budget(project, seconds: float) -> None:
-    project.network_config = {**project.network_config, "max_seconds": seconds}
+def set_budget(project, args, *, first: bool) -> None:
+    """The next training's budget: seconds, or epochs with no time limit when given in epochs."""
+    epochs = args.first_epochs if first else args.step_epochs
+    seconds = args.first_seconds if first else args.step_seconds
+    budget = {"max_epochs": epochs, "max_seconds": 0.0} if epochs else {"max_seconds": seconds}
+    project.network_config = {**project.network_config, **budget}
     project.save(update_fields=["network_config"])
 
 
-def run_step(project, user, timings: dict, *, step_seconds: float) -> object:
-    """One step, phase by phase; the training after the answers always gets ``step_seconds``
-    (model 0, trained inside step 1's inferring phase, gets the budget set before)."""
+def run_step(project, args, user, timings: dict, *, first_after: bool) -> object:
+    """One step, phase by phase; the training after the answers gets the step budget, or
+    model 0's when ``first_after`` (model 0, trained inside step 1's inferring phase, gets the
+    budget set before)."""
     from step_cost_new import answer_all, run_phase, start
 
     step = start(project, user)
@@ -135,7 +143,7 @@ def run_step(project, user, timings: dict, *, step_seconds: float) -> object:
             run_phase(step.id, phase)
         timings[phase] = round(time.perf_counter() - started, 1)
         if phase == "inferring":
-            set_budget(project, step_seconds)
+            set_budget(project, args, first=first_after)
     step.refresh_from_db()
     return step
 
@@ -229,7 +237,7 @@ def arm_start(ctx: Context, arm: str):
         source = None if arm == "cold" else ctx.model0
     prepared = prepare(project, args, seed_fraction=0.0 if arm == "cold" else args.seed_fraction)
     start = model_version_import(project, from_version=source, user=ctx.user) if source is not None else None
-    set_budget(project, args.step_seconds if start is not None else args.first_seconds)
+    set_budget(project, args, first=start is None)
     return project, start, prepared
 
 
@@ -245,8 +253,7 @@ def run_arm(ctx: Context, arm: str, out: dict) -> None:
     for i in range(ctx.args.steps):
         timings: dict = {}
         # A cold start's first model trains on step 1's answers: it gets model 0's budget.
-        after = ctx.args.first_seconds if arm == "cold" and i == 0 else ctx.args.step_seconds
-        step = run_step(project, ctx.user, timings, step_seconds=after)
+        step = run_step(project, ctx.args, ctx.user, timings, first_after=arm == "cold" and i == 0)
         if ctx.model0 is None and arm != "cold":
             ctx.model0 = ModelVersion.objects.get(project=project, number=0)
             out["model0"] = {**scorer.score(ctx.model0, project.mc_samples), "training": training_of(ctx.model0)}
