@@ -143,3 +143,26 @@ def orthanc(orthanc_server):
     """The session's Orthanc, emptied before each test."""
     orthanc_server.clear()
     return orthanc_server
+
+
+def with_uids(source: Path, target: Path, *, seed: str) -> dict[str, str]:
+    """Copies of a series whose anonymisation removed its UIDs, with study, series and SOP instance
+    UIDs made from ``seed`` and the file names (an archive refuses instances without them).
+
+    The shared Siemens series lacks all three. Pixel data and every other attribute stay as they
+    are. Returns {"study": uid, "series": uid}.
+    """
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    target.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(entropy_srcs=[seed, "study"]), generate_uid(entropy_srcs=[seed, "series"])
+    for path in sorted(p for p in Path(source).iterdir() if p.is_file()):
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = ds.get("StudyInstanceUID") or study
+        ds.SeriesInstanceUID = ds.get("SeriesInstanceUID") or series
+        ds.SOPInstanceUID = ds.get("SOPInstanceUID") or generate_uid(entropy_srcs=[seed, path.name])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(target / path.name, enforce_file_format=True)
+    first = pydicom.dcmread(next(target.iterdir()), stop_before_pixels=True)
+    return {"study": first.StudyInstanceUID, "series": first.SeriesInstanceUID}

@@ -30,7 +30,12 @@ from backend.imaging.models import DicomWebArchive
 from backend.imaging.pacs.client import PacsError, PacsNotDicomWeb, PacsRefused, PacsUnreachable
 from backend.imaging.pacs.secrets import CredentialsUnreadable
 from backend.imaging.pacs.selectors import StudyFilters, series_search, studies_search
-from backend.imaging.pacs.services import archive_create, archive_delete, archive_update, pacs_import_submit
+from backend.imaging.pacs.services import (
+    archive_create,
+    archive_delete,
+    archive_update,
+    pacs_import_submit,
+)
 from backend.projects.access import Role, leads_somewhere, pool_for
 from backend.projects.models import LabelSet, Membership
 

@@ -37,7 +37,12 @@ from backend.imaging.pacs.client import (
     pacs_call,
 )
 from backend.imaging.pacs.secrets import encrypt_password
-from backend.imaging.services import QueueUnavailable, import_job_run, import_job_submit, staging_dir_new
+from backend.imaging.services import (
+    QueueUnavailable,
+    import_job_run,
+    import_job_submit,
+    staging_dir_new,
+)
 from backend.projects.models import LabelSet, Project
 
 log = logging.getLogger(__name__)
