@@ -41,8 +41,22 @@ class PacsNotDicomWeb(PacsError):
     """The URL answers, but not as a DICOMweb service (404, HTML, an unreadable body)."""
 
 
+class _Session(requests.Session):
+    """Sends QIDO's wildcard ``*`` as itself rather than ``%2A``.
+
+    dicomweb-client percent-encodes every query value, and Orthanc (1.10, DICOMweb 1.7) then
+    matches ``%2A001%2A`` literally: a search for part of a name finds nothing. ``*`` is a
+    legal character of a URL query (RFC 3986 sub-delims), so every archive reads it alike.
+    """
+
+    def send(self, request, **kwargs):
+        if request.url and "%2A" in request.url:
+            request.url = request.url.replace("%2A", "*")
+        return super().send(request, **kwargs)
+
+
 def archive_client(*, url: str, username: str = "", password: str = "") -> DICOMwebClient:
-    session = requests.Session()
+    session = _Session()
     if username or password:
         session.auth = (username, password)
     client = DICOMwebClient(url.rstrip("/"), session=session, timeout=settings.MYOLABEL_PACS_TIMEOUT)
