@@ -149,7 +149,8 @@ def with_uids(source: Path, target: Path, *, seed: str) -> dict[str, str]:
     """Copies of a series whose anonymisation removed its UIDs, with study, series and SOP instance
     UIDs made from ``seed`` and the file names (an archive refuses instances without them).
 
-    The shared Siemens series lacks all three. Pixel data and every other attribute stay as they
+    The shared Siemens series lacks all three, and its SOP class UID (taken from the file meta
+    header). Pixel data and every other attribute stay as they
     are. Returns {"study": uid, "series": uid}.
     """
     import pydicom
@@ -163,6 +164,8 @@ def with_uids(source: Path, target: Path, *, seed: str) -> dict[str, str]:
         ds.SeriesInstanceUID = ds.get("SeriesInstanceUID") or series
         ds.SOPInstanceUID = ds.get("SOPInstanceUID") or generate_uid(entropy_srcs=[seed, path.name])
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        # Emptied too (a PACS never holds that: it is Type 1); the file meta header still names CT Image Storage.
+        ds.SOPClassUID = ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID
         ds.save_as(target / path.name, enforce_file_format=True)
     first = pydicom.dcmread(next(target.iterdir()), stop_before_pixels=True)
     return {"study": first.StudyInstanceUID, "series": first.SeriesInstanceUID}
