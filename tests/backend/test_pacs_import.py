@@ -76,7 +76,7 @@ def test_studies_are_found_by_patient_date_modality_and_description(admin, archi
     study = _studies(admin, archive, patient_id="001").json()[0]
     assert study["patient_id"] == "PAT-001" and study["modalities"] == ["CT"] and study["n_instances"] == 4
 
-    series = admin.get(f"/api/pacs/archives/{archive.id}/studies/{first['study']}/series/").json()
+    series = admin.get(f"/api/pacs/archives/{archive.id}/series/", {"study_uid": first["study"]}).json()
     assert series == [{"series_uid": first["series"], "study_uid": first["study"], "modality": "CT",
                        "description": "thigh CT", "number": 1, "body_part": "", "n_instances": 4,
                        "imported": False}]
@@ -117,7 +117,7 @@ def test_a_series_is_imported_into_the_pool_like_an_upload(admin, archive, ortha
     assert [e["status"] for e in events][0] == "retrieving" and events[-1]["status"] == "done"
     # Followed like an upload, and the series now shows as imported.
     assert admin.get(f"/api/imports/{job.id}/").json()["status"] == "done"
-    series = admin.get(f"/api/pacs/archives/{archive.id}/studies/{stored['study']}/series/").json()
+    series = admin.get(f"/api/pacs/archives/{archive.id}/series/", {"study_uid": stored["study"]}).json()
     assert series[0]["imported"] is True
 
 
@@ -196,3 +196,9 @@ def test_an_admin_who_only_leads_the_pools_project_gets_403(client, archive):
     response = _import(client, archive, {"pool": pool.id, "study_uid": "1.2", "series_uids": ["1.2.3"]})
     assert response.status_code == 403 and "admin role" in response.json()["detail"]
     assert not ImportJob.objects.exists()
+
+
+def test_series_of_a_study_uid_that_is_not_one_are_refused(admin, archive):
+    response = admin.get(f"/api/pacs/archives/{archive.id}/series/", {"study_uid": "1.2.*"})
+    assert response.status_code == 400
+    assert "a study UID is digits and dots" in response.json()["errors"]["study_uid"][0]

@@ -12,13 +12,11 @@ answer is a 400 with the same codes, and nothing is stored.
 
 from __future__ import annotations
 
-import re
-
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -195,6 +193,8 @@ class StudySearchApi(APIView):
 
 
 class SeriesSearchQuery(serializers.Serializer):
+    study_uid = serializers.RegexField(r"^[0-9.]{1,64}$", error_messages={
+        "invalid": "a study UID is digits and dots, at most 64 characters"})
     modality = serializers.RegexField(r"^[A-Za-z]{0,16}$", required=False, allow_blank=True, default="",
                                       error_messages={"invalid": "a modality is letters only, e.g. CT"})
     description = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
@@ -211,22 +211,17 @@ class SeriesOutput(serializers.Serializer):
     imported = serializers.BooleanField(help_text="already imported into this installation")
 
 
-_UID = re.compile(r"^[0-9.]{1,64}$")
-_STUDY_UID = OpenApiParameter("study_uid", str, OpenApiParameter.PATH, pattern=r"^[0-9.]{1,64}$")
 
 
 class SeriesSearchApi(APIView):
     """QIDO-RS: the series of one study, with whether each was imported already."""
 
-    @extend_schema(parameters=[SeriesSearchQuery, _STUDY_UID],
-                   responses={200: SeriesOutput(many=True), **PACS_ERRORS})
-    def get(self, request, archive_id: int, study_uid: str):
+    @extend_schema(parameters=[SeriesSearchQuery], responses={200: SeriesOutput(many=True), **PACS_ERRORS})
+    def get(self, request, archive_id: int):
         archive = archive_for(request.user, archive_id, searching=True)
-        if not _UID.match(study_uid):
-            raise serializers.ValidationError({"study_uid": "a study UID is digits and dots, at most 64 characters"})
         query = SeriesSearchQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        rows = series_search(archive=archive, study_uid=study_uid, **query.validated_data)
+        rows = series_search(archive=archive, **query.validated_data)
         return Response(SeriesOutput(rows, many=True).data)
 
 

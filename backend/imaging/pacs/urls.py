@@ -11,6 +11,6 @@ urlpatterns = [
     path("pacs/archives/", apis.ArchiveListApi.as_view(), name="pacs-archives"),
     path(A, apis.ArchiveDetailApi.as_view(), name="pacs-archive"),
     path(A + "studies/", apis.StudySearchApi.as_view(), name="pacs-studies"),
-    path(A + "studies/<str:study_uid>/series/", apis.SeriesSearchApi.as_view(), name="pacs-series"),
+    path(A + "series/", apis.SeriesSearchApi.as_view(), name="pacs-series"),
     path(A + "imports/", apis.PacsImportApi.as_view(), name="pacs-import"),
 ]

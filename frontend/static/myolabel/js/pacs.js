@@ -133,7 +133,7 @@ async function showSeries(study) {
   const box = $("#pacs-series");
   let series;
   try {
-    series = await api(`/api/pacs/archives/${$("#pacs-archive").value}/studies/${study.study_uid}/series/`);
+    series = await api(`/api/pacs/archives/${$("#pacs-archive").value}/series/?study_uid=${encodeURIComponent(study.study_uid)}`);
   } catch (err) {
     say(message, `The series could not be listed: ${err.message}`);
     return;
