@@ -146,7 +146,7 @@ class DicomWebArchive(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     # The DICOMweb root, e.g. https://pacs.example.org/dicom-web (QIDO, WADO and STOW below it).
-    url = models.URLField(max_length=500)
+    url = models.CharField(max_length=500)
     username = models.CharField(max_length=150, blank=True)
     password_encrypted = models.TextField(blank=True)  # Fernet token; empty: no password
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

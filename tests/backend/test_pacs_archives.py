@@ -9,7 +9,7 @@ from django.db import connection
 from backend.imaging.models import DicomWebArchive
 from backend.imaging.pacs.secrets import decrypt_password
 from tests.backend.factories import MembershipFactory, ProjectFactory, UserFactory
-from tests.orthanc import free_port, orthanc, orthanc_server  # noqa: F401  (fixtures)
+from tests.orthanc import free_port
 
 pytestmark = pytest.mark.django_db
 URL = "/api/pacs/archives/"
@@ -69,8 +69,9 @@ def test_an_address_without_dicomweb_is_refused_and_nothing_is_stored(site_admin
 
 
 @pytest.mark.parametrize(("url", "says"), [
-    ("not a url", "Enter a valid URL"),
+    ("not a url", "http:// or https://"),
     ("ftp://pacs.example.org/dicom-web", "http:// or https://"),
+    ("http://pacs.example.org:99999/dicom-web", "port is not valid"),
     ("", "may not be blank"),
 ])
 def test_a_bad_url_is_refused_and_nothing_is_stored(site_admin, url, says):
@@ -126,3 +127,13 @@ def test_leads_list_archives_and_annotators_do_not(client):
     assert [a["name"] for a in client.get(URL).json()] == ["PACS"]
     client.force_login(annotator)
     assert client.get(URL).status_code == 403
+
+
+def test_an_intranet_host_name_without_a_dot_is_a_valid_address(site_admin):
+    # Refused for not answering, not for its form: "pacs01" is how hospitals name their archives.
+    response = site_admin.post(URL, {"name": "x", "url": "http://pacs01:8042/dicom-web"},
+                               content_type="application/json")
+    _refused(response, 400, "pacs_unreachable", "cannot be reached")
+    response = site_admin.post(URL, {"name": "x", "url": f"http://localhost:{free_port()}/dicom-web"},
+                               content_type="application/json")
+    _refused(response, 400, "pacs_unreachable", "cannot be reached")

@@ -11,8 +11,14 @@ from backend.imaging.models import DicomWebArchive, ImportJob, Scan, ScanFile
 from backend.imaging.pacs.secrets import encrypt_password
 from mltasks.geometry import Geometry
 from mltasks.io import write_dicom_series
-from tests.backend.factories import MembershipFactory, PoolFactory, ProjectFactory, UserFactory, use_tmp_storage
-from tests.orthanc import free_port, orthanc, orthanc_server  # noqa: F401  (fixtures)
+from tests.backend.factories import (
+    MembershipFactory,
+    PoolFactory,
+    ProjectFactory,
+    UserFactory,
+    use_tmp_storage,
+)
+from tests.orthanc import free_port
 
 pytestmark = pytest.mark.django_db
 GEOMETRY = Geometry(shape=(4, 32, 32), spacing=(2.0, 10.0, 10.0), origin=(-160.0, -160.0, 10.0))

@@ -25,7 +25,7 @@ from tests.backend.factories import (
     segmentation_with_uncertainty,
     use_tmp_storage,
 )
-from tests.orthanc import free_port, orthanc, orthanc_server  # noqa: F401  (fixtures)
+from tests.orthanc import free_port
 
 pytestmark = pytest.mark.django_db
 GEOMETRY = Geometry(shape=(4, 32, 32), spacing=(2.0, 10.0, 10.0), origin=(-160.0, -160.0, 10.0))

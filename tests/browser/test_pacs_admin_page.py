@@ -13,7 +13,6 @@ from mltasks.io import write_dicom_series
 from tests.backend.factories import PoolFactory, ProjectFactory, use_tmp_storage
 from tests.browser.conftest import log_in
 from tests.browser.data import PASSWORD
-from tests.orthanc import orthanc, orthanc_server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -14,7 +14,7 @@ import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 
-from tests.orthanc import orthanc, orthanc_server, with_uids  # noqa: F401  (fixtures)
+from tests.orthanc import with_uids
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 

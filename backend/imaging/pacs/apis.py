@@ -12,6 +12,8 @@ answer is a 400 with the same codes, and nothing is stored.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
@@ -86,14 +88,22 @@ class ArchiveOutput(serializers.ModelSerializer):
 
 
 def _http_url(value: str) -> str:
-    if not value.lower().startswith(("http://", "https://")):
-        raise serializers.ValidationError("give the archive's DICOMweb root as an http:// or https:// address")
+    # Not Django's URLValidator: it refuses host names without a dot, and intranet PACS are
+    # often just "pacs01" or a container name.
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise serializers.ValidationError("give the archive's DICOMweb root as an http:// or https:// address, "
+                                          "e.g. https://pacs.example.org/dicom-web")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise serializers.ValidationError(f"the address's port is not valid ({exc})") from exc
     return value
 
 
 class _ArchiveFields(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    url = serializers.URLField(max_length=500, validators=[_http_url],
+    url = serializers.CharField(max_length=500, validators=[_http_url],
                                help_text="DICOMweb root, e.g. https://pacs.example.org/dicom-web")
     username = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
     password = serializers.CharField(max_length=500, required=False, allow_blank=True, default="",
