@@ -208,3 +208,15 @@ def test_series_of_a_study_uid_that_is_not_one_are_refused(admin, archive):
     response = admin.get(f"/api/pacs/archives/{archive.id}/series/", {"study_uid": "1.2.*"})
     assert response.status_code == 400
     assert "a study UID is digits and dots" in response.json()["errors"]["study_uid"][0]
+
+
+def test_an_import_whose_archive_password_cannot_be_read_fails_with_the_reason(
+        admin, archive, orthanc, tmp_path, settings, django_capture_on_commit_callbacks):
+    stored = _stored_series(orthanc, tmp_path)
+    settings.MYOLABEL_PACS_KEY = "a key the password was not encrypted with"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _import(admin, archive, {"pool": admin.pool.id, "study_uid": stored["study"],
+                                            "series_uids": [stored["series"]]})
+    job = ImportJob.objects.get(pk=response.json()["id"])
+    assert job.status == "failed" and "enter it again" in job.results[0]["error"]
+    assert not Scan.objects.exists()

@@ -36,7 +36,7 @@ from backend.imaging.pacs.client import (
     client_for,
     pacs_call,
 )
-from backend.imaging.pacs.secrets import encrypt_password
+from backend.imaging.pacs.secrets import CredentialsUnreadable, encrypt_password
 from backend.imaging.services import (
     QueueUnavailable,
     import_job_run,
@@ -195,7 +195,10 @@ def _fail(job: ImportJob, results: list[dict], progress: _Retrieval | None) -> I
 
 def _retrieve_all(archive: DicomWebArchive, spec: dict, root: Path, progress: _Retrieval):
     """(inputs, failed results): one input folder per series the archive sent."""
-    client = client_for(archive)
+    try:
+        client = client_for(archive)
+    except CredentialsUnreadable as exc:
+        return [], [_failed(f"series {uid}", str(exc)) for uid in spec["series"]]
     inputs, failed = [], []
     for k, uid in enumerate(spec["series"]):
         progress.index = k
