@@ -7,6 +7,7 @@ from backend.acquisition.annotation import apis as annotation_apis
 from backend.acquisition.held_out import apis as held_out_apis
 from backend.acquisition.outputs import apis as outputs_apis
 from backend.acquisition.outputs import apis_import as import_apis
+from backend.acquisition.outputs import apis_pacs as pacs_apis
 from backend.acquisition.steps import apis as steps_apis
 
 P = "projects/<id:project_id>/"
@@ -37,6 +38,8 @@ urlpatterns = [
     path(P + "segmentations/", outputs_apis.SegmentationListApi.as_view(), name="acq-segmentations"),
     path(P + "segmentations/<id:segmentation_id>/", outputs_apis.SegmentationDetailApi.as_view(),
          name="acq-segmentation"),
+    path(P + "segmentations/<id:segmentation_id>/pacs/", pacs_apis.SegmentationSendApi.as_view(),
+         name="acq-segmentation-pacs"),
     path(P + "segmentations/<id:segmentation_id>/<str:kind>", outputs_apis.SegmentationFileApi.as_view(),
          name="acq-segmentation-file"),
 ]

@@ -134,3 +134,26 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"import {self.pk} into {self.pool}: {self.status}"
+
+
+class DicomWebArchive(models.Model):
+    """A PACS (or any DICOMweb archive) the site's administrators connected: searched with QIDO-RS,
+    read with WADO-RS, written (DICOM-SEG) with STOW-RS (``backend.imaging.pacs``).
+
+    The password is never stored in plain text: ``password_encrypted`` holds it encrypted
+    with the site's PACS key (``backend.imaging.pacs.secrets``), and the API never returns it.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    # The DICOMweb root, e.g. https://pacs.example.org/dicom-web (QIDO, WADO and STOW below it).
+    url = models.CharField(max_length=500)
+    username = models.CharField(max_length=150, blank=True)
+    password_encrypted = models.TextField(blank=True)  # Fernet token; empty: no password
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -387,3 +387,8 @@ MYOLABEL_STAGING_DIR = Path(env.str("MYOLABEL_STAGING_DIR", default=str(DATA_DIR
 # staging and media disks keep beyond everything announced (GiB): see services_uploads.
 MYOLABEL_UPLOAD_QUOTA_GB = env.float("MYOLABEL_UPLOAD_QUOTA_GB", default=20.0)
 MYOLABEL_DISK_MARGIN_GB = env.float("MYOLABEL_DISK_MARGIN_GB", default=2.0)
+# PACS (DICOMweb archives, docs/pacs.md): archive passwords are stored encrypted with this key
+# (any string; empty: a key derived from SECRET_KEY, so changing SECRET_KEY then needs the
+# passwords entered again), and every request to an archive gives up after this many seconds.
+MYOLABEL_PACS_KEY = env.str("MYOLABEL_PACS_KEY", default="")
+MYOLABEL_PACS_TIMEOUT = env.float("MYOLABEL_PACS_TIMEOUT", default=30.0)

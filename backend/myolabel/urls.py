@@ -26,6 +26,7 @@ urlpatterns = [
     path("api/", include("backend.imaging.urls")),
     path("api/", include("backend.acquisition.urls")),
     path("api/", include("backend.imaging.urls_imports")),
+    path("api/", include("backend.imaging.pacs.urls")),
 ]
 
 # Under /api/ Django's own errors use the API's error shape too (JSON, never an HTML page).

@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 
 from backend.acquisition import codec
 from backend.acquisition.models import AcquisitionStep, Query
-from backend.imaging.models import ImportJob, Pool, Scan
+from backend.imaging.models import DicomWebArchive, ImportJob, Pool, Scan
 from backend.projects.models import ROLE_RANK, Membership
 from tests.backend.factories import (
     LabelSetFactory,
@@ -142,6 +142,19 @@ TABLE = [
     Row("import-chunk", "PUT", L, ALLOWED, b"0123", headers={"HTTP_CONTENT_RANGE": "bytes 0-3/4"}),
     Row("import-complete", "POST", L, ALLOWED, {}),
     Row("import-retry", "POST", L, ALLOWED, {}),
+    # --- PACS (behaviour tested in test_pacs_*.py against Orthanc; here the archive does not answer).
+    # Every user of this world administers a project of their own, so listing and searching
+    # archives (leads / admins anywhere) is open to all of them; configuring is for superusers.
+    Row("pacs-archives", "GET", SIGNED_IN, 200),
+    Row("pacs-archives", "POST", STAFF, 400, {"name": "new", "url": "http://127.0.0.1:9/dicom-web"}),
+    Row("pacs-archive", "GET", SIGNED_IN, 200),
+    Row("pacs-archive", "PATCH", STAFF, 400, {"name": "renamed"}),
+    Row("pacs-archive", "DELETE", STAFF, 204),
+    Row("pacs-studies", "GET", SIGNED_IN, 502),
+    Row("pacs-series", "GET", SIGNED_IN, 502, {"study_uid": "1.2.3"}),
+    Row("pacs-import", "POST", ADM, 202, lambda w, side: {
+        "pool": w[side]["pool"].pk, "study_uid": "1.2.3", "series_uids": ["1.2.3.4"]}),
+    Row("acq-segmentation-pacs", "POST", L, ALLOWED, lambda w, side: {"archive": w["archive"].pk}),
 ]
 
 
@@ -221,7 +234,9 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         for role, user in users.items():
             homes[role] = ProjectFactory(name=f"home of {role}")
             MembershipFactory(project=homes[role], user=user, role=ADM)
-        yield {"users": users, "own": own, "foreign": foreign, "tmp": tmp, "shared": shared, "homes": homes}
+        archive = DicomWebArchive.objects.create(name="unreachable", url="http://127.0.0.1:9/dicom-web")
+        yield {"users": users, "own": own, "foreign": foreign, "tmp": tmp, "shared": shared, "homes": homes,
+               "archive": archive}
         transaction.set_rollback(True)
 
 
@@ -240,6 +255,7 @@ def _url(row: Row, world, side: str, user) -> str:
               "user_id": w["target"].pk, "label_set_id": w["label_set"].pk, "step_id": w["step"].pk,
               "query_id": w["query"].pk, "version_id": w["version"].pk, "segmentation_id": w["segmentation"].pk,
               "kind": "report.csv", "name": "ct.nii.gz"}
+    values["archive_id"] = world["archive"].pk
     if "job_id" in route:
         values["job_id"] = _import_job(world, side, user).pk
     kwargs = {key: value for key, value in values.items() if f"{key}>" in route}
