@@ -89,3 +89,21 @@ def test_the_seg_of_a_scan_without_dicom_originals_refers_to_a_rendering_of_the_
     assert (dcm.Rows, dcm.Columns) == (512, 512)
     assert len(dcm.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 3
     assert dcm.ReferencedSeriesSequence[0].SeriesInstanceUID != scan.series_uid
+
+
+def test_the_seg_of_the_real_siemens_series_is_written(shared_data):
+    # The shared Siemens files carry no SOP Class UID in their data set (only in the file meta) and no
+    # series, study or instance UIDs: the export must still give a readable SEG, not a KeyError.
+    folder = shared_data / "ct-dicom-siemens-abdomen"
+    pool = PoolFactory()
+    project = ProjectFactory(label_set=LabelSetFactory(labels__n=2), pools=[pool])
+    [result] = scan_import_file(pool=pool, path=folder, name="siemens")
+    assert result["status"] == "imported", result
+    scan = Scan.objects.get(pk=result["scan_id"])
+    seg, _ = _segmented(scan, project)
+
+    dcm = pydicom.dcmread(io.BytesIO(dicom_seg_bytes(seg)))
+
+    assert dcm.Modality == "SEG"
+    assert len(dcm.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 20
+    assert dcm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
