@@ -36,6 +36,8 @@ def segmentation_view_meshes(seg: Segmentation) -> dict:
     little-endian, base64; plus the stride that made them and the full-resolution voxel volumes."""
     labels = load_npy(seg.labels)
     geometry = dict(seg.scan.geometry)
+    counts = np.bincount(labels.ravel(), minlength=256)
+    voxel_ml = float(np.prod(geometry["spacing"])) / 1000.0
     strides = [max(1, math.ceil(n / VIEW_MAX_VOXELS)) for n in labels.shape]
     if max(strides) > 1:
         labels = np.ascontiguousarray(labels[::strides[0], ::strides[1], ::strides[2]])
@@ -43,7 +45,7 @@ def segmentation_view_meshes(seg: Segmentation) -> dict:
                      "spacing": [s * k for s, k in zip(geometry["spacing"], strides, strict=True)]}
     meshes = ml_adapter.structure_meshes(labels, geometry, seg.project.label_set)
     return {"space": "LPS", "units": "mm", "stride": strides, "structures": [
-        {"name": m.name, "value": m.value, "colour": m.colour, "volume_ml": m.voxel_volume_ml,
+        {"name": m.name, "value": m.value, "colour": m.colour, "volume_ml": int(counts[m.value]) * voxel_ml,
          "triangles": len(m.faces), "positions": _b64(m.vertices.astype("<f4")), "indices": _b64(m.faces.astype("<u4"))}
         for m in meshes]}
 
