@@ -11,12 +11,22 @@ from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
-from backend.acquisition.api_base import LEAD, AcquisitionApi, DownloadApi, project_of, segmentation_of
+from backend.acquisition.api_base import (
+    LEAD,
+    AcquisitionApi,
+    DownloadApi,
+    project_of,
+    segmentation_of,
+)
 from backend.acquisition.errors import StepConflict
 from backend.acquisition.models import Segmentation
 from backend.acquisition.outputs.meshes import segmentation_meshes_zip, segmentation_view_meshes
 from backend.acquisition.outputs.report import fat_range, muscle_report_csv, muscle_report_html
-from backend.acquisition.outputs.slicer import project_scan, reference_import_seg_nrrd, segmentation_seg_nrrd
+from backend.acquisition.outputs.slicer import (
+    project_scan,
+    reference_import_seg_nrrd,
+    segmentation_seg_nrrd,
+)
 from backend.core.ids import IdField
 
 
