@@ -67,9 +67,11 @@ def muscle_report_html(seg: Segmentation, fat_hu: tuple[float, float]) -> str:
     if other is not None:
         columns.append(_Column(_caption(other), other, muscle_rows(other, fat_hu)))
     figure = ml_adapter.muscle_figure([(c.caption, c.rows) for c in columns])
+    sided = any(row["twin"] for row in columns[0].rows)  # a left/right column only where there are twins
     return render_to_string("reports/muscle_report.html", {
         "scan": seg.scan, "seg": seg, "project": seg.project, "columns": columns, "figure": figure,
-        "lines": _lines(columns), "fat_min": fat_hu[0], "fat_max": fat_hu[1], "made": timezone.now(),
+        "lines": _lines(columns, sided), "sided": sided, "fat_min": fat_hu[0], "fat_max": fat_hu[1],
+        "made": timezone.now(),
     })
 
 
@@ -77,14 +79,14 @@ def _caption(seg: Segmentation) -> str:
     return f"{seg.scan.name} ({seg.scan.created:%Y-%m-%d})"
 
 
-def _lines(columns: list[_Column]) -> list[dict]:
+def _lines(columns: list[_Column], sided: bool) -> list[dict]:
     """One table line per structure of the first scan: its figures in every column."""
     lines = []
     for k, row in enumerate(columns[0].rows):
         cells = []
         for column in columns:
             other = column.rows[k] if k < len(column.rows) and column.rows[k]["name"] == row["name"] else None
-            cells.append(_cells(other))
+            cells.append(_cells(other) if sided else _cells(other)[:4])
         lines.append({"name": row["name"], "kind": row["kind"], "cells": cells})
     return lines
 
