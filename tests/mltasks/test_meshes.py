@@ -152,3 +152,18 @@ def test_it_refuses_an_unknown_space():
     geometry = Geometry(shape=(4, 4, 4), spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="space 'XYZ': use one of LPS, RAS"):
         structure_surface(np.ones((4, 4, 4), bool), geometry, space="XYZ")
+
+
+@pytest.mark.shared_data
+def test_the_real_vhf_label_gives_a_closed_volume_true_mesh_in_place(shared_data):
+    """A label drawn on a real cadaver CT (Visible Human Female, 1 mm voxels, 5 slices)."""
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(shared_data / "ct-dicom-vhf-pelvis" / "label.nii.gz"))
+    geometry = Geometry.from_sitk(image)
+    labels = (sitk.GetArrayFromImage(image) > 0).astype(np.uint8)
+    (mesh,) = label_meshes(labels, geometry, ONE)
+    assert mesh.watertight
+    assert mesh.mesh_volume_ml == pytest.approx(mesh.voxel_volume_ml, rel=0.03)
+    centroid = trimesh.Trimesh(mesh.vertices, mesh.faces).center_mass
+    assert np.linalg.norm(centroid - voxel_centroid_lps(labels > 0, geometry)) < min(geometry.spacing)
