@@ -103,3 +103,29 @@ def test_non_members_get_404_and_unfinished_segmentations_409(w):
     response = client(w["lead"]).get(url(w["seg"], "meshes.zip"))
     assert response.status_code == 409 and response.json()["code"] == "not_done"
     assert "is running; its outputs exist once it is done" in response.json()["detail"]
+
+
+def test_max_triangles_decimates_each_structure_and_the_zip_is_cached(w, settings):
+    full = json.loads(zipfile.ZipFile(io.BytesIO(
+        client(w["lead"]).get(url(w["seg"], "meshes.zip") + "?max_triangles=0").content)).read("manifest.json"))
+    small = json.loads(zipfile.ZipFile(io.BytesIO(
+        client(w["lead"]).get(url(w["seg"], "meshes.zip") + "?max_triangles=200").content)).read("manifest.json"))
+    assert small["max_triangles"] == 200 and full["max_triangles"] is None
+    for a, b in zip(full["structures"], small["structures"], strict=True):
+        assert b["watertight"] and abs(b["volume_difference_percent"]) < 3
+        # Decimated when it had more (the 4 x 4 x 4 femur has fewer: kept as it is).
+        assert b["triangles"] < a["triangles"] if a["triangles"] > 200 else b["triangles"] == a["triangles"]
+    assert sum(b["triangles"] < a["triangles"] for a, b in zip(full["structures"], small["structures"],
+                                                               strict=True)) == 2
+    cached = sorted(p.name for p in (settings.MYOLABEL_CACHE_DIR / "meshes").iterdir())
+    assert len(cached) == 2 and all(name.startswith(f"seg-{w['seg'].id}-") for name in cached)
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("max_triangles=-1", "max_triangles: Ensure this value is greater than or equal to 0."),
+    ("max_triangles=many", "max_triangles: A valid integer is required."),
+])
+def test_a_bad_triangle_count_is_refused(w, query, message, settings):
+    response = client(w["lead"]).get(url(w["seg"], "meshes.zip") + "?" + query)
+    assert response.status_code == 400 and response.json()["detail"] == message
+    assert not (settings.MYOLABEL_CACHE_DIR / "meshes").exists()

@@ -167,3 +167,16 @@ def test_the_real_vhf_label_gives_a_closed_volume_true_mesh_in_place(shared_data
     assert mesh.mesh_volume_ml == pytest.approx(mesh.voxel_volume_ml, rel=0.03)
     centroid = trimesh.Trimesh(mesh.vertices, mesh.faces).center_mass
     assert np.linalg.norm(centroid - voxel_centroid_lps(labels > 0, geometry)) < min(geometry.spacing)
+
+
+def test_decimated_meshes_stay_closed_and_volume_true(phantom):
+    full = label_meshes(phantom.labels, phantom.geometry, phantom.label_set)
+    small = label_meshes(phantom.labels, phantom.geometry, phantom.label_set, max_triangles=500)
+    assert [m.name for m in small] == [m.name for m in full]
+    for before, after in zip(full, small, strict=True):
+        assert after.watertight, after.name
+        assert after.mesh_volume_ml == pytest.approx(after.voxel_volume_ml, rel=0.03), after.name
+        assert len(after.faces) <= max(len(before.faces), 500)
+    reduced = [m for m, f in zip(small, full, strict=True) if len(m.faces) < len(f.faces)]
+    assert len(reduced) > len(full) / 2  # most had more than 500 triangles and lost some
+    assert sum(len(m.faces) for m in small) < 0.5 * sum(len(m.faces) for m in full)

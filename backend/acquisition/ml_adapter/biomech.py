@@ -22,9 +22,11 @@ UnmappedSegments = slicer_seg.UnmappedSegments
 LabelMapRefused = InvalidLabelMap
 
 
-def structure_meshes(labels: np.ndarray, geometry: dict, label_set, *, space: str = "LPS") -> list:
+def structure_meshes(labels: np.ndarray, geometry: dict, label_set, *, space: str = "LPS",
+                     max_triangles: int | None = None) -> list:
     """``mltasks.meshes.StructureMesh`` of every structure present, in patient coordinates (mm)."""
-    return mlmeshes.label_meshes(labels, Geometry.from_dict(geometry), label_set_of(label_set), space=space)
+    return mlmeshes.label_meshes(labels, Geometry.from_dict(geometry), label_set_of(label_set), space=space,
+                                 max_triangles=max_triangles)
 
 
 def meshes_zip(meshes: list, *, about: dict) -> bytes:

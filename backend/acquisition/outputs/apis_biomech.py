@@ -20,7 +20,11 @@ from backend.acquisition.api_base import (
 )
 from backend.acquisition.errors import StepConflict
 from backend.acquisition.models import Segmentation
-from backend.acquisition.outputs.meshes import segmentation_meshes_zip, segmentation_view_meshes
+from backend.acquisition.outputs.meshes import (
+    DEFAULT_MAX_TRIANGLES,
+    segmentation_meshes_zip,
+    segmentation_view_meshes,
+)
 from backend.acquisition.outputs.report import fat_range, muscle_report_csv, muscle_report_html
 from backend.acquisition.outputs.slicer import (
     project_scan,
@@ -48,27 +52,31 @@ def _stem(seg: Segmentation) -> str:
     return f"segmentation-{seg.id}-scan-{seg.scan_id}"
 
 
-class SpaceQuery(serializers.Serializer):
+class MeshQuery(serializers.Serializer):
     space = serializers.ChoiceField(
         choices=["LPS", "RAS"], default="LPS",
         help_text="patient coordinates of the vertices, in mm: LPS (DICOM, ITK, 3D Slicer's files) or RAS",
         error_messages={"invalid_choice": '"{input}" is not a coordinate system: use LPS or RAS.'})
+    max_triangles = serializers.IntegerField(
+        default=DEFAULT_MAX_TRIANGLES, min_value=0, max_value=10_000_000,
+        help_text=f"per structure, decimated towards this many where the mesh stays closed "
+                  f"(default {DEFAULT_MAX_TRIANGLES}); 0: full resolution")
 
 
 class SegmentationMeshesZipApi(DownloadApi):
     """A zip: ``NNN_<name>.stl`` and ``.obj`` per structure (closed, smoothed, patient mm), ``manifest.json``
     and ``manifest.csv`` (names, colours, voxel and mesh volumes, watertightness)."""
 
-    @extend_schema(operation_id="projects_segmentations_meshes_zip", parameters=[SpaceQuery],
+    @extend_schema(operation_id="projects_segmentations_meshes_zip", parameters=[MeshQuery],
                    responses={(200, "application/zip"): OpenApiResponse(
                        OpenApiTypes.BINARY, description="segmentation-{id}-scan-{scan}-meshes.zip")})
     def get(self, request, project_id: int, segmentation_id: int):
         seg = _finished(request, project_id, segmentation_id)
-        query = SpaceQuery(data=request.query_params)
+        query = MeshQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         space = query.validated_data["space"]
-        return _attachment(segmentation_meshes_zip(seg, space=space), f"{_stem(seg)}-meshes-{space}.zip",
-                           "application/zip")
+        content = segmentation_meshes_zip(seg, space=space, max_triangles=query.validated_data["max_triangles"])
+        return _attachment(content, f"{_stem(seg)}-meshes-{space}.zip", "application/zip")
 
 
 @extend_schema_serializer(component_name="ViewMesh")
