@@ -13,6 +13,7 @@ structure unless asked otherwise, and kept in the cache once made.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import tempfile
@@ -68,6 +69,11 @@ def _cached(name: str, make: Callable[[], bytes]) -> bytes:
 def segmentation_view_meshes(seg: Segmentation) -> dict:
     """The viewer's meshes: per structure float32 (x, y, z) LPS positions and uint32 triangle indices,
     little-endian, base64; plus the stride that made them and the full-resolution voxel volumes."""
+    name = f"seg-{seg.id}-{seg.labels.name.replace('/', '_')}-view-{VIEW_MAX_VOXELS}-{VIEW_MAX_TRIANGLES}.json"
+    return json.loads(_cached(name, lambda: json.dumps(_view_meshes(seg)).encode()))
+
+
+def _view_meshes(seg: Segmentation) -> dict:
     labels = load_npy(seg.labels)
     geometry = dict(seg.scan.geometry)
     counts = np.bincount(labels.ravel(), minlength=256)
