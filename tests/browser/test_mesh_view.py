@@ -110,3 +110,23 @@ def test_the_3d_view_draws_every_structure_with_toggles(watched_page, asgi_serve
     page.wait_for_load_state("networkidle")
     assert page.evaluate("() => window.__csp") == []
     assert page.problems == []
+
+
+def test_the_html_report_shows_its_figure_under_its_own_policy(watched_page, asgi_server, plain_static, tmp_path,
+                                                              settings):
+    """The report is a download; shown as a page with the headers it comes with, its data: PNG loads."""
+    seg, lead, _ = segmented_phantom(tmp_path, settings)
+    page = watched_page
+    log_in(page, asgi_server, lead.username)
+    report = page.request.get(f"{asgi_server}/api/projects/{seg.project_id}/segmentations/{seg.id}/muscle-report.html")
+    assert report.status == 200
+    policy = report.headers["content-security-policy"]
+    assert "img-src 'self' data:" in policy and "unsafe" not in policy
+    shown = f"{asgi_server}/shown-report/"  # the same bytes and policy, without the attachment header
+    page.route(shown, lambda route: route.fulfill(status=200, body=report.body(), headers={
+        "Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": policy}))
+    page.goto(shown)
+    page.wait_for_function("() => document.images.length === 1 && document.images[0].complete")
+    assert page.evaluate("() => document.images[0].naturalWidth") > 300
+    assert "phantom 5" in page.inner_text("body") and "gluteus_maximus" in page.inner_text("table:last-of-type")
+    assert page.evaluate("() => window.__csp") == [] and page.problems == []
