@@ -149,3 +149,14 @@ def test_access_annotators_403_outsiders_and_foreign_scans_404(w):
     response = post(w["lead"], w["project"], elsewhere.scan, content)
     assert response.status_code == 404 and "No scan" in response.json()["detail"]
     assert not ReferenceLabelMap.objects.exists()
+
+
+def test_a_replaced_reference_leaves_no_file_behind(w, django_capture_on_commit_callbacks):
+    content = client(w["lead"]).get(url(w["seg"], "labels.seg.nrrd")).content
+    assert post(w["lead"], w["project"], w["seg"].scan, content).status_code == 201
+    first = ReferenceLabelMap.objects.get().labels.name
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(w["lead"], w["project"], w["seg"].scan, content, replace="true").status_code == 201
+    second = ReferenceLabelMap.objects.get().labels.name
+    files = stored_files(w["media"])
+    assert second in files and first not in files

@@ -26,6 +26,7 @@ from backend.acquisition import ml_adapter
 from backend.acquisition.errors import StepConflict
 from backend.acquisition.models import Segmentation
 from backend.acquisition.outputs.export import load_npy
+from backend.core.file_cleanup import delete_after_commit
 from backend.imaging import grids
 from backend.imaging.models import ReferenceLabelMap, Scan
 from backend.imaging.volumes import save_array
@@ -72,18 +73,17 @@ def reference_import_seg_nrrd(*, project: Project, scan: Scan, upload: UploadedF
     labels = _read_onto_scan(upload, name, project, scan)
     slices = [int(k) for k in np.flatnonzero(labels.reshape(labels.shape[0], -1).any(axis=1))]
     stored = save_array(labels, ReferenceLabelMap.labels.field.generate_filename(None, f"{uuid.uuid4().hex}.npy"))
-    old = existing.labels.name if existing is not None else None
     try:
         with transaction.atomic():
-            ReferenceLabelMap.objects.update_or_create(
+            reference, _ = ReferenceLabelMap.objects.update_or_create(
                 scan=scan, label_set=label_set,
                 defaults={"labels": stored, "labelled_slices": slices, "source_name": name})
+            if existing is not None:
+                delete_after_commit([existing.labels.name])  # the replaced map, unless a row still names it
     except BaseException:
         default_storage.delete(stored)
         raise
-    if old:
-        transaction.on_commit(lambda: default_storage.delete(old))
-    return ReferenceLabelMap.objects.get(scan=scan, label_set=label_set)
+    return reference
 
 
 def _read_onto_scan(upload: UploadedFile, name: str, project: Project, scan: Scan) -> np.ndarray:
