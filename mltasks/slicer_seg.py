@@ -147,12 +147,13 @@ def _is_none_row(row) -> bool:
 def _segments(header: dict, shown: str) -> list[Segment]:
     segments = []
     number = 0
-    while f"Segment{number}_Name" in header or f"Segment{number}_ID" in header:
+    while f"Segment{number}_ID" in header or f"Segment{number}_Name" in header:  # Slicer counts the IDs
         key = f"Segment{number}_"
         name = str(header.get(key + "Name") or header.get(key + "ID")).strip()
         try:
+            # Without these fields (older files) each segment is a layer of its own, holding 1s: as Slicer reads them.
             value = int(header.get(key + "LabelValue", 1))
-            layer = int(header.get(key + "Layer", 0))
+            layer = int(header.get(key + "Layer", number))
         except ValueError as exc:
             raise InvalidLabelMap(f"{shown}: segment {name!r} has a bad label value or layer ({exc})") from exc
         segments.append(Segment(name, value, layer, _hex(header.get(key + "Color", ""))))

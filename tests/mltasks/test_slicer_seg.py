@@ -121,3 +121,17 @@ def test_a_file_that_is_not_nrrd_or_not_a_segmentation_is_refused(tmp_path):
                                                            "space directions": np.eye(3), "space origin": [0, 0, 0]})
     with pytest.raises(InvalidLabelMap, match="no Segment0_Name field: not a Slicer segmentation"):
         read_seg_nrrd(plain)
+
+
+def test_an_older_file_without_layer_fields_has_one_layer_per_segment(tmp_path):
+    layers = np.zeros((2, 2, 3, 4), np.uint8)
+    layers[0, 0, 0, 0] = 1
+    layers[1, 1, 2, 3] = 1
+    header = {"space": "left-posterior-superior", "kinds": ["list", "domain", "domain", "domain"],
+              "space directions": np.array([[np.nan] * 3, [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]),
+              "space origin": np.zeros(3), "Segment0_ID": "a", "Segment0_Name": "psoas_right",
+              "Segment1_ID": "b", "Segment1_Name": "psoas_left"}
+    path = tmp_path / "old.seg.nrrd"
+    nrrd.write(str(path), np.moveaxis(layers, 0, -1).copy(), header, index_order="C")
+    back, _ = seg_nrrd_labels(path, LABELS)
+    assert back[0, 0, 0] == 2 and back[1, 2, 3] == 1 and np.count_nonzero(back) == 2
