@@ -3,11 +3,14 @@
 The meshes are made on the scan's working grid: its voxels are a subset of the original
 CT's at the same physical positions (``backend.imaging.grids``), so its geometry puts the
 vertices in patient coordinates (LPS, mm) directly; the original grid would add only the
-copies of kept slices that thinning left out. The downloads are full resolution; the
-viewer's meshes come from the label map taken every ``stride`` voxels along an axis
-longer than ``VIEW_MAX_VOXELS``, decimated to ``VIEW_MAX_TRIANGLES`` a structure, so that a large
-CT still draws at once in a browser. The downloads are decimated to ``DEFAULT_MAX_TRIANGLES`` a
-structure unless asked otherwise, and kept in the cache once made.
+copies of kept slices that thinning left out.
+
+The downloads are decimated towards ``DEFAULT_MAX_TRIANGLES`` a structure unless asked
+otherwise (0: full resolution). The viewer's meshes come from the label map taken every
+``stride`` voxels along an axis longer than ``VIEW_MAX_VOXELS``, decimated towards
+``VIEW_MAX_TRIANGLES``, so that a large CT still draws at once in a browser. Both are made
+in the request the first time and then read from ``MYOLABEL_CACHE_DIR/meshes``; the names
+hold the labels' stored name, which a new segmentation never reuses.
 """
 
 from __future__ import annotations
