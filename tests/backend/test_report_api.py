@@ -7,12 +7,18 @@ import io
 import re
 
 import numpy as np
+import pydicom
 import pytest
 from rest_framework.test import APIClient
 
 from backend.acquisition.models import Segmentation
+from backend.imaging.models import Scan
+from backend.imaging.services import scan_import_file
+from backend.imaging.volumes import save_array
+from mltasks.geometry import Geometry
+from mltasks.io.dicom_write import write_dicom_series
 from tests.backend.biomech_world import segmented, url, volumes, world
-from tests.backend.factories import PoolFactory, use_tmp_storage
+from tests.backend.factories import PoolFactory, segmentation_with_uncertainty, use_tmp_storage
 
 pytestmark = pytest.mark.django_db
 VOXEL_ML = 2.0 * 1.5 * 1.25 / 1000.0  # biomech_world.GEOMETRY
@@ -111,3 +117,28 @@ def test_non_members_get_404_and_unfinished_segmentations_409(w):
     Segmentation.objects.filter(pk=w["seg"].pk).update(status=Segmentation.Status.FAILED)
     response = client(w["lead"]).get(url(w["seg"], "muscle-report.csv"))
     assert response.status_code == 409 and response.json()["code"] == "not_done"
+
+
+def test_a_dicom_import_is_named_by_its_original_files(w, tmp_path):
+    """Name, birth date, sex and study date come from the stored DICOM files; XSS-proof on the page."""
+    geometry = Geometry(shape=(4, 48, 48), spacing=(2.0, 5.0, 5.0), origin=(-120.0, -120.0, 10.0))
+    hu = np.full(geometry.shape, -1000, np.int16)
+    hu[:, 6:42, 6:42] = 40
+    for path in write_dicom_series(hu, geometry, tmp_path / "ct", patient_id="PAT-7"):
+        ds = pydicom.dcmread(path)
+        ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "Doe^Jane<b>", "19500102", "F"
+        ds.StudyDate = "20261130"
+        ds.save_as(path)
+    [result] = scan_import_file(pool=w["pool"], path=tmp_path / "ct", name="ct")
+    assert result["status"] == "imported", result
+    scan = Scan.objects.get(pk=result["scan_id"])
+    seg = segmentation_with_uncertainty(w["project"], scan, np.zeros(scan.shape, np.float16))
+    labels = np.zeros(scan.shape, np.uint8)
+    labels[:, 4:10, 4:10] = 1
+    seg.labels = save_array(labels, "acquisition/segmentations/labels.npy")
+    seg.save(update_fields=["labels"])
+    page = client(w["lead"]).get(url(seg, "muscle-report.html")).content.decode()
+    assert "<th>Patient ID</th><td>PAT-7</td>" in page
+    assert "<th>Patient name</th><td>Doe Jane&lt;b&gt;</td>" in page
+    assert "<th>Birth date</th><td>1950-01-02</td>" in page and "<th>Sex</th><td>F</td>" in page
+    assert "<th>Study date</th><td>2026-11-30</td>" in page

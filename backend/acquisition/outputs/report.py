@@ -61,6 +61,39 @@ class _Column:
     rows: list[dict]
 
 
+# Read from the scan's first original DICOM file: (keyword, caption on the page).
+_IDENTITY = (("PatientName", "Patient name"), ("PatientBirthDate", "Birth date"), ("PatientSex", "Sex"),
+             ("StudyDate", "Study date"), ("StudyDescription", "Study"), ("InstitutionName", "Institution"))
+
+
+def patient_identity(scan) -> list[tuple[str, str]]:
+    """(caption, value) of the patient and study as the scan's original DICOM files say (the row keeps
+    only the patient ID); empty for NIfTI, MHA and NRRD imports, which carry none."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if scan.source_format != "dicom":
+        return []
+    for row in scan.files.all()[:20]:  # a DICOMDIR or a note may come first
+        try:
+            with row.file.open("rb") as fh:
+                ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        except (InvalidDicomError, EOFError, ValueError, OSError):
+            continue
+        if scan.series_uid and getattr(ds, "SeriesInstanceUID", None) != scan.series_uid:
+            continue
+        return [(caption, _shown(keyword, ds.get(keyword))) for keyword, caption in _IDENTITY
+                if str(ds.get(keyword) or "").strip()]
+    return []
+
+
+def _shown(keyword: str, value) -> str:
+    text = str(value).strip()
+    if keyword.endswith("Date") and len(text) == 8 and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return text.replace("^", " ").strip() if keyword == "PatientName" else text
+
+
 def muscle_report_html(seg: Segmentation, fat_hu: tuple[float, float]) -> str:
     columns = [_Column(_caption(seg), seg, muscle_rows(seg, fat_hu))]
     other = companion_of(seg)
@@ -70,6 +103,7 @@ def muscle_report_html(seg: Segmentation, fat_hu: tuple[float, float]) -> str:
     sided = any(row["twin"] for row in columns[0].rows)  # a left/right column only where there are twins
     return render_to_string("reports/muscle_report.html", {
         "scan": seg.scan, "seg": seg, "project": seg.project, "columns": columns, "figure": figure,
+        "identity": patient_identity(seg.scan),
         "lines": _lines(columns, sided), "sided": sided, "fat_min": fat_hu[0], "fat_max": fat_hu[1],
         "made": timezone.now(),
     })
