@@ -6,6 +6,7 @@ import backend.core.ids  # noqa: F401  (registers the <id:...> converter)
 from backend.acquisition.annotation import apis as annotation_apis
 from backend.acquisition.held_out import apis as held_out_apis
 from backend.acquisition.outputs import apis as outputs_apis
+from backend.acquisition.outputs import apis_biomech as biomech_apis
 from backend.acquisition.outputs import apis_import as import_apis
 from backend.acquisition.outputs import apis_pacs as pacs_apis
 from backend.acquisition.steps import apis as steps_apis
@@ -40,6 +41,18 @@ urlpatterns = [
          name="acq-segmentation"),
     path(P + "segmentations/<id:segmentation_id>/pacs/", pacs_apis.SegmentationSendApi.as_view(),
          name="acq-segmentation-pacs"),
+    # Before the generic file route below, which would take these names as its kind.
+    path(P + "segmentations/<id:segmentation_id>/meshes.zip", biomech_apis.SegmentationMeshesZipApi.as_view(),
+         name="acq-segmentation-meshes-zip"),
+    path(P + "segmentations/<id:segmentation_id>/meshes/", biomech_apis.SegmentationViewMeshesApi.as_view(),
+         name="acq-segmentation-meshes"),
+    path(P + "segmentations/<id:segmentation_id>/muscle-report.csv", biomech_apis.SegmentationMuscleReportApi.as_view(),
+         name="acq-segmentation-muscle-report-csv"),
+    path(P + "segmentations/<id:segmentation_id>/muscle-report.html",
+         biomech_apis.SegmentationMuscleReportPageApi.as_view(), name="acq-segmentation-muscle-report-html"),
+    path(P + "segmentations/<id:segmentation_id>/labels.seg.nrrd", biomech_apis.SegmentationSegNrrdApi.as_view(),
+         name="acq-segmentation-seg-nrrd"),
+    path(P + "references/seg-nrrd/", biomech_apis.ReferenceSegNrrdImportApi.as_view(), name="acq-reference-seg-nrrd"),
     path(P + "segmentations/<id:segmentation_id>/<str:kind>", outputs_apis.SegmentationFileApi.as_view(),
          name="acq-segmentation-file"),
 ]

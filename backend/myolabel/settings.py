@@ -379,6 +379,13 @@ MYOLABEL_MAX_ZIP_MEMBERS = env.int("MYOLABEL_MAX_ZIP_MEMBERS", default=100_000)
 # A model checkpoint uploaded into a project (POST .../models/import/): read whole into memory to
 # validate it; the paper profile's weights are about 30 MB.
 MYOLABEL_MAX_CHECKPOINT_BYTES = env.int("MYOLABEL_MAX_CHECKPOINT_BYTES", default=256 * 2**20)
+# The atrophy and fat report (backend.acquisition.outputs.report): voxels in this HU range (inclusive)
+# count as intramuscular fat; a request may set its own (fat_min, fat_max).
+MYOLABEL_FAT_HU_MIN = env.float("MYOLABEL_FAT_HU_MIN", default=-190.0)
+MYOLABEL_FAT_HU_MAX = env.float("MYOLABEL_FAT_HU_MAX", default=-30.0)
+if not MYOLABEL_FAT_HU_MIN < MYOLABEL_FAT_HU_MAX:
+    raise ImproperlyConfigured(f"MYOLABEL_FAT_HU_MIN ({MYOLABEL_FAT_HU_MIN}) must be below MYOLABEL_FAT_HU_MAX "
+                               f"({MYOLABEL_FAT_HU_MAX})")
 # Uploaded files wait here until their import ends; web and cpu workers must share it.
 # A chunked upload with no chunk for this long is failed and its bytes deleted.
 MYOLABEL_UPLOAD_IDLE_HOURS = env.float("MYOLABEL_UPLOAD_IDLE_HOURS", default=24.0)

@@ -30,6 +30,7 @@ from rest_framework.test import APIClient
 from backend.acquisition import codec
 from backend.acquisition.models import AcquisitionStep, Query
 from backend.imaging.models import DicomWebArchive, ImportJob, Pool, Scan
+from backend.imaging.volumes import save_array
 from backend.projects.models import ROLE_RANK, Membership
 from tests.backend.factories import (
     LabelSetFactory,
@@ -131,6 +132,15 @@ TABLE = [
     Row("acq-segmentations", "POST", A, ALLOWED, lambda w, side: {"scan_id": w[side]["scan"].pk}),
     Row("acq-segmentation", "GET", A, ALLOWED),
     Row("acq-segmentation-file", "GET", A, ALLOWED),
+    # --- biomechanics (behaviour tested in test_meshes_api.py, test_report_api.py, test_slicer_api.py) ---
+    Row("acq-segmentation-meshes-zip", "GET", A, 200),
+    Row("acq-segmentation-meshes", "GET", A, 200),
+    Row("acq-segmentation-muscle-report-csv", "GET", A, 200),
+    Row("acq-segmentation-muscle-report-html", "GET", A, 200),
+    Row("acq-segmentation-seg-nrrd", "GET", A, 200),
+    Row("acq-reference-seg-nrrd", "POST", L, ALLOWED, lambda w, side: {
+        "scan_id": w[side]["scan"].pk, "file": SimpleUploadedFile("x.seg.nrrd", b"not a segmentation")},
+        multipart=True),
     # --- CT imports (behaviour tested in test_import_*.py); jobs belong to the caller ---
     Row("import-create", "POST", L, ALLOWED, lambda w, side: {
         "pool": w[side]["pool"].pk, "files": [SimpleUploadedFile("ct.nii.gz", b"not a real image")]},
@@ -194,6 +204,8 @@ def _project_side(tag: str) -> dict:
     hu = np.arange(3 * 8 * 8, dtype=np.int16).reshape(3, 8, 8)
     scan = scan_with_volume(pool, hu, name=f"{tag} scan", labels=(hu % 3).astype(np.uint8), label_set=label_set)
     segmentation = segmentation_with_uncertainty(project, scan, np.zeros(hu.shape, np.float32))
+    segmentation.labels = save_array((hu % 3).astype(np.uint8), "acquisition/segmentations/labels.npy")
+    segmentation.save(update_fields=["labels"])  # a finished segmentation has both maps
     step = AcquisitionStep.objects.create(project=project, number=1, strategy="tau", tau=1e-3, slices_per_step=1,
                                           k_uncertain=2, mc_samples=2)
     query = Query.objects.create(step=step, scan=scan, z=1, height=8, width=8,

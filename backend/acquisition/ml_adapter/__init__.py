@@ -15,10 +15,25 @@ labels, queries and exports stay at the scan's full in-plane resolution.
 
 The package re-exports every adapter function, so callers (and tests that patch one)
 use ``ml_adapter.<name>``: ``core`` (grids, configuration, models, the step,
-evaluation, files), ``guard`` (Eq. 7's guard, the cold start) and ``checkpoints``
-(imported models).
+evaluation, files), ``guard`` (Eq. 7's guard, the cold start), ``checkpoints``
+(imported models) and ``biomech`` (meshes, the atrophy and fat report, Slicer files).
 """
 
+from backend.acquisition.ml_adapter.biomech import (
+    FAT_HU,
+    MESH_SPACES,
+    REPORT_COLUMNS,
+    LabelMapRefused,
+    UnmappedSegments,
+    check_fat_range,
+    meshes_zip,
+    muscle_csv,
+    muscle_figure,
+    muscle_rows,
+    seg_nrrd_bytes,
+    seg_nrrd_onto,
+    structure_meshes,
+)
 from backend.acquisition.ml_adapter.checkpoints import (
     CheckpointRefused,
     checkpoint_validate,
@@ -123,4 +138,17 @@ __all__ = [  # noqa: RUF022  (grouped by submodule)
     "checkpoint_validate",
     "label_set_changes",
     "save_imported_model",
+    "FAT_HU",
+    "MESH_SPACES",
+    "REPORT_COLUMNS",
+    "LabelMapRefused",
+    "UnmappedSegments",
+    "check_fat_range",
+    "meshes_zip",
+    "muscle_csv",
+    "muscle_figure",
+    "muscle_rows",
+    "seg_nrrd_bytes",
+    "seg_nrrd_onto",
+    "structure_meshes",
 ]

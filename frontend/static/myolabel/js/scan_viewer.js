@@ -125,6 +125,7 @@ async function loadProject() {
     } else {
       renderReport([]);
     }
+    document.dispatchEvent(new CustomEvent("myolabel:segmentation", { detail: { project, segmentation: state.segmentation } }));  // mesh_view.js
   } catch (err) {
     say(message, `The model's results could not be loaded: ${err.message}`);
   }
