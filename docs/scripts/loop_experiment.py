@@ -241,32 +241,54 @@ def arm_start(ctx: Context, arm: str):
     return project, start, prepared
 
 
-def run_arm(ctx: Context, arm: str, out: dict) -> None:
-    from backend.acquisition.models import ModelVersion
-    from backend.acquisition.selectors import step_mac
+class ArmRun:
+    """One arm's project, its held-out scorer and its rows in the output."""
 
-    project, start, prepared = arm_start(ctx, arm)
-    scorer = HeldOutScorer(project)
-    rows = out.setdefault(arm, {"prepare": prepared, "steps": []})
-    if start is not None:  # what the arm starts from, on its own CT's held-out slices
-        rows["start"] = scorer.score(start, project.mc_samples)
-    for i in range(ctx.args.steps):
-        timings: dict = {}
+    def __init__(self, ctx: Context, arm: str, out: dict) -> None:
+        self.arm = arm
+        self.project, start, prepared = arm_start(ctx, arm)
+        self.scorer = HeldOutScorer(self.project)
+        self.rows = out.setdefault(arm, {"prepare": prepared, "steps": []})
+        if start is not None:  # what the arm starts from, on its own CT's held-out slices
+            self.rows["start"] = self.scorer.score(start, self.project.mc_samples)
+
+    def step(self, ctx: Context, out: dict) -> None:
+        from backend.acquisition.models import ModelVersion
+        from backend.acquisition.selectors import step_mac
+
+        project, timings = self.project, {}
         # A cold start's first model trains on step 1's answers: it gets model 0's budget.
-        step = run_step(project, ctx.args, ctx.user, timings, first_after=arm == "cold" and i == 0)
-        if ctx.model0 is None and arm != "cold":
+        first_after = self.arm == "cold" and not self.rows["steps"]
+        step = run_step(project, ctx.args, ctx.user, timings, first_after=first_after)
+        if ctx.model0 is None and self.arm != "cold":
             ctx.model0 = ModelVersion.objects.get(project=project, number=0)
-            out["model0"] = {**scorer.score(ctx.model0, project.mc_samples), "training": training_of(ctx.model0)}
+            out["model0"] = {**self.scorer.score(ctx.model0, project.mc_samples), "training": training_of(ctx.model0)}
             print(f"model 0: {out['model0']}", flush=True)
         version = ModelVersion.objects.get(step=step)
-        ctx.last[arm] = version
+        ctx.last[self.arm] = version
         mac = step_mac(step)
-        row = {"step": step.number, "state": step.state, **scorer.score(version, project.mc_samples),
+        row = {"step": step.number, "state": step.state, **self.scorer.score(version, project.mc_samples),
                "expert_pixels": mac["queried_pixels"], "mac": mac["mac"], "queries": mac["queries"],
                "auto_labelled": mac["auto_labelled_pixels"], "auto_wrong": mac["auto_labelled_wrong"],
                "guard": step.guard, "seconds": timings, "training": training_of(version)}
-        rows["steps"].append(row)
-        print(f"{arm} step {step.number}: {json.dumps(row, default=str)}", flush=True)
+        self.rows["steps"].append(row)
+        print(f"{self.arm} step {step.number}: {json.dumps(row, default=str)}", flush=True)
+
+
+def run_arms(ctx: Context, arms: list[str], out: dict) -> None:
+    """Step k of every arm before step k + 1 of any (a run cut short still compares the arms);
+    the transfer arm last, from the guard arm's final model."""
+    together = [a for a in arms if a != "transfer"]
+    runs: list[ArmRun] = []
+    for _ in range(ctx.args.steps):
+        for i, arm in enumerate(together):
+            if len(runs) <= i:
+                runs.append(ArmRun(ctx, arm, out))
+            runs[i].step(ctx, out)
+    if "transfer" in arms:
+        run = ArmRun(ctx, "transfer", out)
+        for _ in range(ctx.args.steps):
+            run.step(ctx, out)
 
 
 def report(out: dict) -> None:
@@ -322,8 +344,7 @@ def main() -> None:
     out["import_seconds"] = round(time.perf_counter() - started, 1)
     ctx = Context(args, work, user, pool)
     try:
-        for arm in arms:
-            run_arm(ctx, arm, out)
+        run_arms(ctx, arms, out)
     finally:
         report(out)
         if args.json:
