@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # A real Orthanc with its DICOMweb plugin, for the PACS tests (skips where it is not installed).
-from tests.orthanc import orthanc, orthanc_server  # noqa: F401
+from tests.orthanc import archive, orthanc, orthanc_server  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

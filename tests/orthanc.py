@@ -169,3 +169,31 @@ def with_uids(source: Path, target: Path, *, seed: str) -> dict[str, str]:
         ds.save_as(target / path.name, enforce_file_format=True)
     first = pydicom.dcmread(next(target.iterdir()), stop_before_pixels=True)
     return {"study": first.StudyInstanceUID, "series": first.SeriesInstanceUID}
+
+
+# --- what the PACS tests share ------------------------------------------------------------
+
+SMALL_CT_SHAPE, SMALL_CT_SPACING, SMALL_CT_ORIGIN = (4, 32, 32), (2.0, 10.0, 10.0), (-160.0, -160.0, 10.0)
+
+
+def small_ct_series(folder: Path, *, box: int, hu_inside: int = 40, **written) -> list[Path]:
+    """A 4 x 32 x 32 DICOM series of air with a soft-tissue square ``box`` pixels from each edge."""
+    import numpy as np
+
+    from mltasks.geometry import Geometry
+    from mltasks.io import write_dicom_series
+
+    geometry = Geometry(shape=SMALL_CT_SHAPE, spacing=SMALL_CT_SPACING, origin=SMALL_CT_ORIGIN)
+    hu = np.full(geometry.shape, -1000, np.int16)
+    hu[:, box:32 - box, box:32 - box] = hu_inside
+    return write_dicom_series(hu, geometry, folder, **written)
+
+
+@pytest.fixture
+def archive(orthanc, db):
+    """The test Orthanc as a connected DICOMweb archive of the product."""
+    from backend.imaging.models import DicomWebArchive
+    from backend.imaging.pacs.secrets import encrypt_password
+
+    return DicomWebArchive.objects.create(name="Test PACS", url=orthanc.dicomweb_url, username=orthanc.username,
+                                          password_encrypted=encrypt_password(orthanc.password))

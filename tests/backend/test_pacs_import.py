@@ -3,14 +3,10 @@ job: the same checks and messages, progress events, and only project admins may 
 
 from __future__ import annotations
 
-import numpy as np
 import pydicom
 import pytest
 
 from backend.imaging.models import DicomWebArchive, ImportJob, Scan, ScanFile
-from backend.imaging.pacs.secrets import encrypt_password
-from mltasks.geometry import Geometry
-from mltasks.io import write_dicom_series
 from tests.backend.factories import (
     MembershipFactory,
     PoolFactory,
@@ -18,21 +14,14 @@ from tests.backend.factories import (
     UserFactory,
     use_tmp_storage,
 )
-from tests.orthanc import free_port
+from tests.orthanc import free_port, small_ct_series
 
 pytestmark = pytest.mark.django_db
-GEOMETRY = Geometry(shape=(4, 32, 32), spacing=(2.0, 10.0, 10.0), origin=(-160.0, -160.0, 10.0))
 
 
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
     use_tmp_storage(settings, tmp_path)
-
-
-@pytest.fixture
-def archive(orthanc):
-    return DicomWebArchive.objects.create(name="Test PACS", url=orthanc.dicomweb_url, username=orthanc.username,
-                                          password_encrypted=encrypt_password(orthanc.password))
 
 
 @pytest.fixture
@@ -46,10 +35,8 @@ def admin(client):
 
 
 def _stored_series(orthanc, tmp_path, *, patient="PAT-001", description="thigh CT", seed=0) -> dict:
-    hu = np.full(GEOMETRY.shape, -1000, np.int16)
-    hu[:, 6:26, 6:26] = 40 + seed
-    paths = write_dicom_series(hu, GEOMETRY, tmp_path / f"ct{seed}", series_description=description,
-                               patient_id=patient)
+    paths = small_ct_series(tmp_path / f"ct{seed}", box=6, hu_inside=40 + seed, series_description=description,
+                            patient_id=patient)
     for path in paths:  # a study date and description to search by
         ds = pydicom.dcmread(path)
         ds.StudyDate, ds.StudyDescription = "20260314", f"{description} study"

@@ -10,11 +10,8 @@ import pytest
 from backend.acquisition.models import Segmentation
 from backend.imaging.models import DicomWebArchive, Scan
 from backend.imaging.pacs.client import archive_client
-from backend.imaging.pacs.secrets import encrypt_password
 from backend.imaging.services import scan_import_file
 from backend.imaging.volumes import save_array
-from mltasks.geometry import Geometry
-from mltasks.io import write_dicom_series
 from tests.backend.factories import (
     LabelSetFactory,
     MembershipFactory,
@@ -25,10 +22,9 @@ from tests.backend.factories import (
     segmentation_with_uncertainty,
     use_tmp_storage,
 )
-from tests.orthanc import free_port
+from tests.orthanc import free_port, small_ct_series
 
 pytestmark = pytest.mark.django_db
-GEOMETRY = Geometry(shape=(4, 32, 32), spacing=(2.0, 10.0, 10.0), origin=(-160.0, -160.0, 10.0))
 
 
 @pytest.fixture(autouse=True)
@@ -37,17 +33,9 @@ def _storage(settings, tmp_path):
 
 
 @pytest.fixture
-def archive(orthanc):
-    return DicomWebArchive.objects.create(name="Test PACS", url=orthanc.dicomweb_url, username=orthanc.username,
-                                          password_encrypted=encrypt_password(orthanc.password))
-
-
-@pytest.fixture
 def segmented(orthanc, tmp_path):
     """A DICOM scan whose series Orthanc holds, and a finished segmentation of it (two boxes)."""
-    hu = np.full(GEOMETRY.shape, -1000, np.int16)
-    hu[:, 4:28, 4:28] = 40
-    paths = write_dicom_series(hu, GEOMETRY, tmp_path / "ct", series_description="thigh CT")
+    paths = small_ct_series(tmp_path / "ct", box=4, series_description="thigh CT")
     orthanc.store_files(paths)
     pool = PoolFactory()
     project = ProjectFactory(label_set=LabelSetFactory(labels__n=2), pools=[pool])
