@@ -74,3 +74,12 @@ def world() -> dict:
 
 def url(seg, name: str) -> str:
     return f"/api/projects/{seg.project_id}/segmentations/{seg.id}/{name}"
+
+
+def client(user):
+    """An API client authenticated as ``user``."""
+    from rest_framework.test import APIClient
+
+    c = APIClient()
+    c.force_authenticate(user)
+    return c

@@ -13,7 +13,7 @@ import trimesh
 from rest_framework.test import APIClient
 
 from backend.acquisition.models import Segmentation
-from tests.backend.biomech_world import GEOMETRY, url, volumes, world
+from tests.backend.biomech_world import GEOMETRY, client, url, volumes, world
 from tests.backend.factories import use_tmp_storage
 
 pytestmark = pytest.mark.django_db
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.django_db
 def w(settings, tmp_path):
     use_tmp_storage(settings, tmp_path)
     return world()
-
-
-def client(user) -> APIClient:
-    c = APIClient()
-    c.force_authenticate(user)
-    return c
 
 
 def voxel_centroid(mask: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ import re
 import numpy as np
 import pydicom
 import pytest
-from rest_framework.test import APIClient
 
 from backend.acquisition.models import Segmentation
 from backend.imaging.models import Scan
@@ -17,7 +16,7 @@ from backend.imaging.services import scan_import_file
 from backend.imaging.volumes import save_array
 from mltasks.geometry import Geometry
 from mltasks.io.dicom_write import write_dicom_series
-from tests.backend.biomech_world import segmented, url, volumes, world
+from tests.backend.biomech_world import client, segmented, url, volumes, world
 from tests.backend.factories import PoolFactory, segmentation_with_uncertainty, use_tmp_storage
 
 pytestmark = pytest.mark.django_db
@@ -28,12 +27,6 @@ VOXEL_ML = 2.0 * 1.5 * 1.25 / 1000.0  # biomech_world.GEOMETRY
 def w(settings, tmp_path):
     use_tmp_storage(settings, tmp_path)
     return world()
-
-
-def client(user) -> APIClient:
-    c = APIClient()
-    c.force_authenticate(user)
-    return c
 
 
 def rows_of(response) -> dict[str, dict]:

@@ -8,12 +8,11 @@ import nrrd
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from rest_framework.test import APIClient
 
 from backend.imaging.models import ReferenceLabelMap
 from backend.imaging.volumes import reference_labels
 from backend.projects.models import Label, LabelSet
-from tests.backend.biomech_world import GEOMETRY, segmented, url, volumes, world
+from tests.backend.biomech_world import GEOMETRY, client, segmented, url, volumes, world
 from tests.backend.factories import (
     MembershipFactory,
     PoolFactory,
@@ -29,12 +28,6 @@ pytestmark = pytest.mark.django_db
 def w(settings, tmp_path):
     use_tmp_storage(settings, tmp_path)
     return {**world(), "media": tmp_path / "media"}
-
-
-def client(user) -> APIClient:
-    c = APIClient()
-    c.force_authenticate(user)
-    return c
 
 
 def post(user, project, scan, content: bytes, *, name="labels.seg.nrrd", **extra):
