@@ -26,6 +26,9 @@ from backend.acquisition.api_base import AcquisitionApi, project_of, query_of
 from backend.acquisition.models import Query
 
 _TIME = serializers.DateTimeField()
+# Bounds of the client's own figures: a day on one slice, a million inputs; beyond is a broken client.
+MAX_SECONDS = 24 * 3600.0
+MAX_INPUT_EVENTS = 1_000_000
 
 
 def _time(value) -> str | None:
@@ -40,13 +43,15 @@ def query_output(q: Query) -> dict:
             "lock_expires": _time(q.lock_expires), "claimed_at": _time(q.claimed_at),
             "answered_by": q.answered_by_id, "answered_at": _time(q.answered_at),
             "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent),
+            "input_events": q.input_events,
             "mask": codec.b64(q.mask), "predicted": codec.b64(q.predicted), "uncertainty": codec.b64(q.uncertainty)}
 
 
 def submission_output(q: Query) -> dict:
     """What answering a query returns (``QuerySubmitOutput``); the fast path sends the same."""
     return {"id": q.id, "status": q.status, "answered_by": q.answered_by_id, "answered_at": _time(q.answered_at),
-            "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent), "n_queried": q.n_queried}
+            "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent),
+            "input_events": q.input_events, "n_queried": q.n_queried}
 
 
 # The two output serializers document the API; query_output and submission_output build
@@ -69,6 +74,7 @@ class QueryOutput(serializers.Serializer):
     answered_by = serializers.IntegerField(allow_null=True)
     answered_at = serializers.DateTimeField(allow_null=True)
     seconds_spent = serializers.FloatField(allow_null=True)
+    input_events = serializers.IntegerField(allow_null=True)
     mask = serializers.CharField(help_text="base64 of np.packbits(row-major bool mask)")
     predicted = serializers.CharField(help_text="base64 of zlib(uint8 row-major labels)")
     uncertainty = serializers.CharField(help_text="base64 of zlib(float16 little-endian row-major u)")
@@ -117,7 +123,11 @@ class QuerySubmitApi(AcquisitionApi):
         labels = serializers.CharField(help_text="base64 of H*W uint8 labels in row-major order; 255 outside "
                                                  "the query (and nowhere inside it)")
         encoding = serializers.ChoiceField(choices=["raw", "zlib"], default="raw")
-        seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0.0)
+        seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0.0,
+                                               max_value=MAX_SECONDS)
+        input_events = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=MAX_INPUT_EVENTS,
+            help_text="pointer presses, clicks and keys that changed or confirmed labels (the client's count)")
 
     @extend_schema_serializer(component_name="QuerySubmitOutput")
     class OutputSerializer(serializers.Serializer):
@@ -126,6 +136,7 @@ class QuerySubmitApi(AcquisitionApi):
         answered_by = serializers.IntegerField(allow_null=True)
         answered_at = serializers.DateTimeField(allow_null=True)
         seconds_spent = serializers.FloatField(allow_null=True)
+        input_events = serializers.IntegerField(allow_null=True)
         n_queried = serializers.IntegerField()
 
         def to_representation(self, instance: Query) -> dict:
@@ -138,7 +149,8 @@ class QuerySubmitApi(AcquisitionApi):
         data.is_valid(raise_exception=True)
         labels = decode_labels(data.validated_data["labels"], data.validated_data["encoding"], pixels(query))
         query = query_submit(query=query, user=request.user, labels=labels,
-                             seconds_spent=data.validated_data.get("seconds_spent"))
+                             seconds_spent=data.validated_data.get("seconds_spent"),
+                             input_events=data.validated_data.get("input_events"))
         return Response(self.OutputSerializer(query).data, status=status.HTTP_201_CREATED)
 
 
