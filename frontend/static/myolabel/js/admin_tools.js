@@ -6,7 +6,7 @@ const page = pageData();
 const $ = (sel) => document.querySelector(sel);
 const message = $("#message");
 const CHUNK = 8 * 1024 * 1024;
-const state = { pools: [], job: null };
+const state = { pools: [], job: null, shownPool: null };
 window.adminTools = state;
 
 function option(value, text) {
@@ -31,10 +31,16 @@ async function loadPools() {
     tbody.append(tr);
   }
   if (!state.pools.length) tbody.innerHTML = `<tr><td colspan="3" class="empty">No pool yet: create one below.</td></tr>`;
+  // The pool chosen for the next import stays chosen: the next batch must land where the last one did.
+  const chosen = $("#upload-pool").value;
   $("#upload-pool").replaceChildren(...state.pools.map((p) => option(p.id, p.name)));
+  if (state.pools.some((p) => String(p.id) === chosen)) $("#upload-pool").value = chosen;
+  const shown = state.shownPool && state.pools.find((p) => p.id === state.shownPool);
+  if (shown) await showScans(shown);
 }
 
 async function showScans(pool) {
+  state.shownPool = pool.id;
   const box = $("#pool-scans");
   const scans = await api(`/api/pools/${pool.id}/scans/`);
   box.innerHTML = `<h2></h2><ul class="scan-list"></ul>`;
@@ -44,7 +50,8 @@ async function showScans(pool) {
     li.innerHTML = `<a></a> <span class="muted"></span>`;
     li.firstChild.href = `/scans/${s.id}/`;
     li.firstChild.textContent = s.name;
-    li.lastChild.textContent = `${s.shape.join(" × ")} voxels · ${s.status}`;
+    li.lastChild.textContent = `${s.shape.join(" × ")} voxels · ${s.status}` +
+      (s.reference_label_sets && s.reference_label_sets.length ? " · reference labels" : "");
     box.querySelector("ul").append(li);
   }
   if (!scans.length) box.querySelector("ul").outerHTML = `<p class="empty">No scan in this pool yet.</p>`;
@@ -66,8 +73,11 @@ $("#pool-form").addEventListener("submit", async (e) => {
 // ---------- uploads ----------
 
 $("#upload-folder").addEventListener("change", (e) => { $("#upload-files").webkitdirectory = e.target.checked; });
+// A reference label map is one volume file: never a zip, a DICOM slice or a MetaImage's raw data.
+const LABEL_MAP = /\.(nii|nii\.gz|mha|mhd|nrrd|nhdr)$/i;
+
 $("#upload-files").addEventListener("change", () => {
-  const files = [...$("#upload-files").files];
+  const files = [...$("#upload-files").files].filter((f) => LABEL_MAP.test(nameOf(f)));
   $("#upload-labels").replaceChildren(option("", "none"), ...files.map((f) => option(nameOf(f), nameOf(f))));
 });
 
@@ -106,9 +116,17 @@ function showResults(job) {
   const ok = job.results.filter((r) => r.status === "imported");
   for (const r of job.results.filter((x) => x.status === "failed")) {
     const li = document.createElement("li");
-    li.textContent = `${r.name}: ${r.error}`;
+    // The server's message often starts with the file's name already: say it once.
+    li.textContent = String(r.error || "").startsWith(`${r.name}:`) ? r.error : `${r.name}: ${r.error}`;
     errors.append(li);
   }
+  const links = $("#upload-scans");
+  links.replaceChildren(...ok.map((r) => {
+    const li = document.createElement("li");
+    const a = Object.assign(document.createElement("a"), { href: `/scans/${r.scan_id}/`, textContent: `Open ${r.name}` });
+    li.append(a);
+    return li;
+  }));
   const failed = job.results.length - ok.length;
   $("#upload-status").className = failed ? "warn" : "ok";
   $("#upload-status").textContent = job.status === "failed" && !job.results.length
@@ -132,6 +150,7 @@ $("#upload-form").addEventListener("submit", async (e) => {
   if (!files.length) { say(message, "Choose the files to import first."); return; }
   $("#upload-list").replaceChildren();
   $("#upload-errors").replaceChildren();
+  $("#upload-scans").replaceChildren();
   say(message, "");
   $("#upload-start").disabled = true;
   try {
