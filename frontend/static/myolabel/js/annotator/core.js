@@ -65,8 +65,8 @@ export class LabelEditor {
     this.stroke = null;
   }
 
-  _set(i, value) {
-    if (!this.allowed(i) || this.answers[i] === value) return false;
+  _set(i, value, limited = true) {
+    if (!(limited ? this.allowed(i) : isEditable(this.queryMask, i)) || this.answers[i] === value) return false;
     const own = this.stroke === null;
     if (own) this.beginStroke();
     if (!this.stroke.has(i)) this.stroke.set(i, this.answers[i]);
@@ -99,10 +99,10 @@ export class LabelEditor {
   }
 
   /** Copy the predicted label into the queried pixels of a disc. With radius Infinity (the whole query)
-   *  only pixels without an answer take it: what the expert painted stays. */
+   *  every pixel without an answer takes it, whatever the HU limit: what the expert painted stays. */
   acceptPredicted(cx, cy, radius) {
     if (!Number.isFinite(radius)) {
-      return this.queried.filter((i) => this.answers[i] === UNANSWERED && this._set(i, this.predicted[i]));
+      return this.queried.filter((i) => this.answers[i] === UNANSWERED && this._set(i, this.predicted[i], false));
     }
     return this.disc(cx, cy, radius).filter((i) => this._set(i, this.predicted[i]));
   }

@@ -43,35 +43,62 @@ export function assignIsland(editor, x, y, value) {
   return changed;
 }
 
-/** The next island without an answer after flat index `after` in raster order (wrapping round):
- *  {pixels, box: {x0, y0, x1, y1}, centre: {x, y}}, or null when every queried pixel has one. */
+/** The next island without an answer whose first pixel (in raster order) comes after flat index
+ *  `after`, wrapping round: {first, pixels, box: {x0, y0, x1, y1}, centre: {x, y}}, or null when every
+ *  queried pixel has an answer. Islands are visited in the order of their first pixels, each once. */
 export function nextIsland(editor, after = -1) {
-  const q = editor.queried;
-  if (!q.length) return null;
-  let start = q.findIndex((i) => i > after);
-  if (start < 0) start = 0;
-  for (let k = 0; k < q.length; k++) {
-    const i = q[(start + k) % q.length];
-    if (editor.answers[i] !== UNANSWERED) continue;
-    const pixels = islandAt(editor, i);
-    let x0 = Infinity, y0 = Infinity, x1 = -1, y1 = -1;
-    for (const p of pixels) {
-      const x = p % editor.width, y = (p - x) / editor.width;
-      x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x + 1); y1 = Math.max(y1, y + 1);
+  for (const bound of [after, -1]) {
+    const seen = new Set();
+    for (const i of editor.queried) {
+      if (i <= bound || seen.has(i) || editor.answers[i] !== UNANSWERED) continue;
+      const pixels = islandAt(editor, i);
+      let first = i;
+      for (const p of pixels) { seen.add(p); if (p < first) first = p; }
+      if (first <= bound) continue;  // an island that starts before `after`: visited already
+      return describe(editor, first, pixels);
     }
-    return { first: i, pixels, box: { x0, y0, x1, y1 }, centre: { x: (x0 + x1) / 2, y: (y0 + y1) / 2 } };
+    if (bound === -1) break;
   }
   return null;
 }
 
-/** How many islands without an answer the query still has. */
+function describe(editor, first, pixels) {
+  let x0 = Infinity, y0 = Infinity, x1 = -1, y1 = -1;
+  for (const p of pixels) {
+    const x = p % editor.width, y = (p - x) / editor.width;
+    x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x + 1); y1 = Math.max(y1, y + 1);
+  }
+  return { first, pixels, box: { x0, y0, x1, y1 }, centre: { x: (x0 + x1) / 2, y: (y0 + y1) / 2 } };
+}
+
+/** How many islands without an answer the query still has (one pass, typed arrays: a whole slice
+ *  of 262,144 queried pixels is counted within a frame or two). */
 export function countIslands(editor) {
-  const seen = new Uint8Array(editor.width * editor.height);
+  const W = editor.width, H = editor.height, answers = editor.answers, mask = editor.queryMask;
+  const seen = new Uint8Array(W * H);
+  const stack = new Int32Array(W * H);
   let n = 0;
-  for (const i of editor.queried) {
-    if (seen[i] || editor.answers[i] !== UNANSWERED) continue;
+  for (const seed of editor.queried) {
+    if (seen[seed] || answers[seed] !== UNANSWERED) continue;
     n++;
-    for (const p of islandAt(editor, i)) seen[p] = 1;
+    let top = 0;
+    stack[top++] = seed;
+    seen[seed] = 1;
+    while (top) {
+      const i = stack[--top];
+      const x = i % W, y = (i - x) / W;
+      for (let dy = -1; dy <= 1; dy++) {
+        const ny = y + dy;
+        if (ny < 0 || ny >= H) continue;
+        for (let dx = -1; dx <= 1; dx++) {
+          const nx = x + dx, k = ny * W + nx;
+          if (nx >= 0 && nx < W && !seen[k] && mask[k] && answers[k] === UNANSWERED) {
+            seen[k] = 1;
+            stack[top++] = k;
+          }
+        }
+      }
+    }
   }
   return n;
 }

@@ -158,6 +158,7 @@ for (const type of ["pointerdown", "keydown", "wheel"]) {
   (type === "keydown" ? document : workspace).addEventListener(type, () => { if (state.editor) state.inputEvents++; }, true);
 }
 workspace.addEventListener("pointermove", (e) => { if (state.editor && e.buttons) state.inputEvents++; }, true);
+workspace.addEventListener("change", () => { if (state.editor) state.inputEvents++; }, true);
 
 // ---------- rendering ----------
 
@@ -372,8 +373,8 @@ function installControls() {
     state.heat = e.target.checked;
     if (state.viewer) { state.viewer.show("heat", state.heat); renderLegend(); }
   });
-  $("#hu-limit").addEventListener("change", applyLimits);
-  $("#edge-stop").addEventListener("change", applyLimits);
+  // A chosen limit hands the keys back to the canvas: the structure keys must not change the option.
+  for (const id of ["#hu-limit", "#edge-stop"]) $(id).addEventListener("change", (e) => { applyLimits(); e.target.blur(); });
   $("#undo").addEventListener("click", undo);
   $("#redo").addEventListener("click", redo);
   $("#fit").addEventListener("click", () => state.viewer.fit());
@@ -399,7 +400,12 @@ function onKey(e) {
   if ((e.ctrlKey || e.metaKey) && key === "z" && !e.shiftKey) { e.preventDefault(); undo(); return; }
   if ((e.ctrlKey || e.metaKey) && (key === "y" || (key === "z" && e.shiftKey))) { e.preventDefault(); redo(); return; }
   if (e.ctrlKey || e.metaKey || e.altKey) return;
-  if (key === "Enter") { e.preventDefault(); submit(); return; }
+  if (key === "Enter") {
+    if (e.target.closest("button, a")) return;  // Enter on a focused button presses that button
+    e.preventDefault();
+    submit();
+    return;
+  }
   if (key === "/") { e.preventDefault(); $("#label-search").focus(); return; }
   if (TOOL_KEYS[key]) { setTool(TOOL_KEYS[key]); return; }
   if (key === "n") { goToNextIsland(); return; }
