@@ -120,6 +120,7 @@ TABLE = [
     Row("acq-held-out", "DELETE", L, ALLOWED),
     Row("acq-query-next", "POST", A, ALLOWED, {}),
     Row("acq-query", "GET", A, ALLOWED),
+    Row("acq-query-nearby", "GET", A, ALLOWED),
     Row("acq-query-claim", "POST", A, ALLOWED, {}),
     Row("acq-query-release", "POST", A, ALLOWED, {}),
     Row("acq-query-submit", "POST", A, ALLOWED, {}),

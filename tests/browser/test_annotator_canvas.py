@@ -240,3 +240,43 @@ def test_default_label_set_fits_1280_by_720(app_page, live_server, project):
     keys = page.eval_on_selector_all("#palette kbd", "els => els.map((e) => e.textContent)")
     assert all(keys) and len(set(keys)) == 23
     assert page.errors == []
+
+
+def test_copy_the_nearest_labelled_slice_and_interpolate_between_two(app_page, live_server, project):
+    from backend.acquisition import codec
+    from backend.acquisition.models import HeldOutSlice, TrainingSlice
+
+    proj, _, _, ids = project
+    scan = Query.objects.get(pk=ids[0]).scan
+    yy, xx = np.mgrid[:512, :512]
+    for z, radius in ((0, 20), (4, 40)):
+        labels = np.where((yy - 260) ** 2 + (xx - 260) ** 2 <= radius**2, 3, 0).astype(np.uint8)
+        TrainingSlice.objects.create(project=proj, scan=scan, z=z, height=512, width=512,
+                                     labels=codec.pack_labels(labels), answered=codec.pack_mask(labels >= 0),
+                                     source=TrainingSlice.Source.QUERY)
+    HeldOutSlice.objects.create(project=proj, scan=scan, z=1)  # nearer, but never offered
+    TrainingSlice.objects.create(project=proj, scan=scan, z=1, height=512, width=512,
+                                 labels=codec.pack_labels(np.full((512, 512), 6, np.uint8)),
+                                 answered=codec.pack_mask(np.ones((512, 512), bool)), source="reference")
+    page = app_page
+    open_annotator(page, live_server.url, project)
+    page.wait_for_function("() => !document.querySelector('#interpolate').disabled")
+    assert page.inner_text("#interpolate") == "Interpolate z 0 – z 4"
+    assert page.inner_text("#copy-nearest").startswith("Copy slice z 0")
+    # Nothing is applied until asked.
+    assert (answers(page) == 255).all()
+    page.click("#interpolate")
+    a = answers(page)
+    assert a[260, 260 + 28] == 3 and a[260, 260 + 33] == 0, "the disc should grow from 20 to 40 px: 30 at z 2"
+    assert (a[query_rasters(2)[0]] != 255).all()
+    page.keyboard.press("Control+z")
+    assert (answers(page) == 255).all()
+    page.keyboard.press("3")
+    page.keyboard.press("b")
+    page.mouse.click(*client_point(page, 300, 300))  # an answer of the expert's: copying keeps it
+    page.click("#copy-nearest")
+    a = answers(page)
+    assert a[300, 300] == 3 and a[260, 260 + 15] == 3 and a[260, 260 + 25] == 0
+    page.wait_for_selector("#neighbours figure.labelled")
+    assert "labelled" in page.inner_text("#neighbours")
+    assert page.errors == []

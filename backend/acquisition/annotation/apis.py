@@ -22,6 +22,7 @@ from backend.acquisition.annotation.services import (
     query_release,
     query_submit,
 )
+from backend.acquisition.annotation.selectors import answered_slices_near
 from backend.acquisition.api_base import AcquisitionApi, project_of, query_of
 from backend.acquisition.models import Query
 
@@ -99,6 +100,27 @@ class QueryDetailApi(AcquisitionApi):
     @extend_schema(responses={200: QueryOutput})
     def get(self, request, project_id: int, query_id: int):
         return Response(QueryOutput(query_of(request, project_id, query_id)).data)
+
+
+class NearbySliceOutput(serializers.Serializer):
+    z = serializers.IntegerField()
+    source = serializers.CharField(help_text="reference (a reference label map) or query (an answered query)")
+    labels = serializers.CharField(help_text="base64 of zlib(uint8 row-major labels); 255 = unlabelled")
+    answered = serializers.CharField(help_text="base64 of np.packbits(row-major mask): labels a person gave")
+
+    def to_representation(self, instance) -> dict:
+        return {"z": instance.z, "source": instance.source, "labels": codec.b64(instance.labels),
+                "answered": codec.b64(instance.answered)}
+
+
+class QueryNearbyApi(AcquisitionApi):
+    """The labelled slices of the query's scan nearest below and above it (at most one each side, no
+    held-out slice): a starting point to copy, or two ends to interpolate between."""
+
+    @extend_schema(responses={200: NearbySliceOutput(many=True)})
+    def get(self, request, project_id: int, query_id: int):
+        query = query_of(request, project_id, query_id)
+        return Response(NearbySliceOutput(answered_slices_near(query), many=True).data)
 
 
 class QueryClaimApi(AcquisitionApi):

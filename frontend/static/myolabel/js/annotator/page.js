@@ -5,6 +5,7 @@ import { api, ApiError, deflate, halfToFloat, inflate, pageData, say } from "../
 import { labelLegend, paletteRows } from "../labels.js";
 import { base64ToBytes, bytesToBase64, LabelEditor, UNANSWERED, unpackBits } from "./core.js";
 import { assignIsland, countIslands, nextIsland } from "./islands.js";
+import { fillUnanswered, interpolate, loadNearby } from "./nearby.js";
 import { buildPalette, rowOfKey } from "./palette.js";
 import { installPointer, readoutText } from "./pointer.js";
 import { colourTable, HEAT_RGB, presetOf, windowToRgba } from "./render.js";
@@ -105,8 +106,45 @@ async function showQuery(query) {
     tell(`The CT image of this slice could not be loaded (${err.message}). You can still label, but check the image first.`);
   }
   showWindow();
+  state.nearby = [];
+  offerNearby();
+  try {
+    state.nearby = await loadNearby(base, query);
+  } catch (err) {
+    $("#nearby-info").textContent = `The labelled slices nearby could not be read: ${err.message}`;
+  }
+  if (state.query === query) offerNearby();
   loadNeighbours(query).catch(() => {});
   $("#status").textContent = "Inside the yellow outline the model's labels are hatched until you confirm or repaint them.";
+}
+
+const SOURCE_WORDS = { query: "answered query", reference: "reference labels" };
+
+/** Offer (never apply) a copy of the nearest labelled slice, and an interpolation when there is one each side. */
+function offerNearby() {
+  const q = state.query, near = state.nearby || [];
+  const below = near.find((s) => s.z < q.z), above = near.find((s) => s.z > q.z);
+  const nearest = [...near].sort((a, b) => Math.abs(a.z - q.z) - Math.abs(b.z - q.z))[0];
+  $("#copy-nearest").disabled = !nearest;
+  $("#copy-nearest").textContent = nearest ? `Copy slice z ${nearest.z} (${SOURCE_WORDS[nearest.source] || nearest.source})`
+    : "Copy the nearest labelled slice";
+  $("#interpolate").disabled = !(below && above);
+  $("#interpolate").textContent = below && above ? `Interpolate z ${below.z} – z ${above.z}` : "Interpolate between labelled slices";
+  $("#nearby-info").textContent = near.length ? "" : "No labelled slice of this scan yet.";
+}
+
+function applyNearby(kind) {
+  const q = state.query, near = state.nearby || [], ed = state.editor;
+  let labelsOf;
+  if (kind === "copy") {
+    labelsOf = [...near].sort((a, b) => Math.abs(a.z - q.z) - Math.abs(b.z - q.z))[0].labels;
+  } else {
+    const below = near.find((s) => s.z < q.z), above = near.find((s) => s.z > q.z);
+    labelsOf = interpolate(below.labels, above.labels, (q.z - below.z) / (above.z - below.z), ed.width, ed.height);
+  }
+  changed(fillUnanswered(ed, labelsOf));
+  updateCounts();
+  renderLegend();
 }
 
 async function loadNeighbours(query) {
@@ -127,6 +165,19 @@ async function loadNeighbours(query) {
       const ctx = canvas.getContext("2d");
       const img = ctx.createImageData(query.width, query.height);
       windowToRgba(hu, state.viewer.window, state.viewer.level, img.data);
+      // A labelled neighbour shows its labels blended in, and says so.
+      const labelled = (state.nearby || []).find((s) => s.z === z);
+      if (labelled) {
+        for (let i = 0, j = 0; i < labelled.labels.length; i++, j += 4) {
+          const k = labelled.labels[i] * 4;
+          if (labelled.labels[i] !== UNANSWERED && lut[k + 3]) {
+            img.data[j] = (img.data[j] + lut[k]) >> 1; img.data[j + 1] = (img.data[j + 1] + lut[k + 1]) >> 1;
+            img.data[j + 2] = (img.data[j + 2] + lut[k + 2]) >> 1;
+          }
+        }
+        fig.querySelector("figcaption").textContent += " · labelled";
+        fig.classList.add("labelled");
+      }
       ctx.putImageData(img, 0, 0);
     } catch {
       fig.classList.add("missing");
@@ -379,6 +430,8 @@ function installControls() {
   $("#redo").addEventListener("click", redo);
   $("#fit").addEventListener("click", () => state.viewer.fit());
   $("#next-island").addEventListener("click", goToNextIsland);
+  $("#copy-nearest").addEventListener("click", () => applyNearby("copy"));
+  $("#interpolate").addEventListener("click", () => applyNearby("interpolate"));
   $("#accept-all").addEventListener("click", () => {
     state.editor.beginStroke();
     const idx = state.editor.acceptPredicted(0, 0, Infinity);
