@@ -4,6 +4,7 @@
 
 import { api, inflate } from "../api.js";
 import { base64ToBytes, UNANSWERED, unpackBits } from "./core.js";
+import { windowToRgba } from "./render.js";
 
 /** [{z, source, labels: Uint8Array, answered: Uint8Array}] of the query's nearest labelled slices. */
 export async function loadNearby(base, query) {
@@ -11,6 +12,20 @@ export async function loadNearby(base, query) {
   const n = query.width * query.height;
   return Promise.all(rows.map(async (r) => ({ z: r.z, source: r.source, labels: await inflate(base64ToBytes(r.labels)),
     answered: unpackBits(base64ToBytes(r.answered), n) })));
+}
+
+/** The nearest labelled slice of query `q` and the nearest one on each side (undefined when none). */
+export function nearbyChoice(q, nearby) {
+  const near = nearby || [];
+  return { nearest: [...near].sort((a, b) => Math.abs(a.z - q.z) - Math.abs(b.z - q.z))[0],
+    below: near.find((s) => s.z < q.z), above: near.find((s) => s.z > q.z) };
+}
+
+/** The labels a copy ("copy") or an interpolation ("interpolate") gives the query's slice. */
+export function nearbyLabels(kind, q, nearby) {
+  const { nearest, below, above } = nearbyChoice(q, nearby);
+  if (kind === "copy") return nearest.labels;
+  return interpolate(below.labels, above.labels, (q.z - below.z) / (above.z - below.z), q.width, q.height);
 }
 
 /** Give every unanswered queried pixel the label `labels[i]` (255: none); one undo step. */
@@ -82,4 +97,43 @@ export function interpolate(a, b, t, W, H) {
     }
   }
   return out;
+}
+
+/** The CT of the slices 2 and 1 below and above the query, small; a labelled one with its labels. */
+export async function renderNeighbours(box, query, depth, { slice, viewer, nearby, lut }) {
+  box.replaceChildren();
+  for (const dz of [-2, -1, 1, 2]) {
+    const z = query.z + dz;
+    const fig = document.createElement("figure");
+    const canvas = document.createElement("canvas");
+    canvas.width = query.width;
+    canvas.height = query.height;
+    fig.append(canvas, Object.assign(document.createElement("figcaption"), { textContent: `z ${z} (${dz > 0 ? "+" : ""}${dz})` }));
+    box.append(fig);
+    if (z < 0 || z >= depth) { fig.classList.add("missing"); continue; }
+    try {
+      const hu = await slice(z);
+      const ctx = canvas.getContext("2d");
+      const img = ctx.createImageData(query.width, query.height);
+      windowToRgba(hu, viewer.window, viewer.level, img.data);
+      const labelled = (nearby || []).find((s) => s.z === z);
+      if (labelled) blend(img.data, labelled.labels, lut);
+      if (labelled) { fig.querySelector("figcaption").textContent += " · labelled"; fig.classList.add("labelled"); }
+      ctx.putImageData(img, 0, 0);
+    } catch {
+      fig.classList.add("missing");
+    }
+  }
+}
+
+/** Half the label colour over the grey CT wherever a structure is labelled. */
+function blend(rgba, labels, lut) {
+  for (let i = 0, j = 0; i < labels.length; i++, j += 4) {
+    const k = labels[i] * 4;
+    if (labels[i] !== UNANSWERED && lut[k + 3]) {
+      rgba[j] = (rgba[j] + lut[k]) >> 1;
+      rgba[j + 1] = (rgba[j + 1] + lut[k + 1]) >> 1;
+      rgba[j + 2] = (rgba[j + 2] + lut[k + 2]) >> 1;
+    }
+  }
 }

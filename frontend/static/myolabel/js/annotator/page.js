@@ -5,10 +5,11 @@ import { api, ApiError, deflate, halfToFloat, inflate, pageData, say } from "../
 import { labelLegend, paletteRows } from "../labels.js";
 import { base64ToBytes, bytesToBase64, LabelEditor, UNANSWERED, unpackBits } from "./core.js";
 import { assignIsland, countIslands, nextIsland } from "./islands.js";
-import { fillUnanswered, interpolate, loadNearby } from "./nearby.js";
+import { trackEffort } from "./effort.js";
+import { fillUnanswered, loadNearby, nearbyChoice, nearbyLabels, renderNeighbours } from "./nearby.js";
 import { buildPalette, rowOfKey } from "./palette.js";
-import { installPointer, readoutText } from "./pointer.js";
-import { colourTable, HEAT_RGB, presetOf, windowToRgba } from "./render.js";
+import { describePixel, installPointer, readoutText } from "./pointer.js";
+import { colourTable, HEAT_RGB, presetOf } from "./render.js";
 import { SliceViewer } from "./viewer.js";
 
 const page = pageData();
@@ -24,8 +25,7 @@ const MISSING = "missing";  // the kind of message that the last submit gave whi
 
 const state = {
   query: null, editor: null, viewer: null, tool: "brush", label: labels.length ? labels[0].value : 1,
-  radius: 4, heat: false, painting: null, activeMs: 0, since: null, paintTimes: [], fillTimes: [],
-  inputEvents: 0, messageKind: null, lastIsland: -1,
+  radius: 4, heat: false, painting: null, paintTimes: [], fillTimes: [], messageKind: null, lastIsland: -1,
 };
 window.annotator = state; // inspected by the browser tests
 state.answersBase64 = () => bytesToBase64(state.editor.answers);
@@ -98,7 +98,7 @@ async function showQuery(query) {
     `(${(100 * query.mac).toFixed(2)} % of the slice)`;
   state.lastIsland = -1;
   updateCounts();
-  resetClock();
+  effort.reset();
   try {
     viewer.setCt(await ctSlice(query.scan, query.z));
     state.editor.hu = viewer.hu;
@@ -122,94 +122,32 @@ const SOURCE_WORDS = { query: "answered query", reference: "reference labels" };
 
 /** Offer (never apply) a copy of the nearest labelled slice, and an interpolation when there is one each side. */
 function offerNearby() {
-  const q = state.query, near = state.nearby || [];
-  const below = near.find((s) => s.z < q.z), above = near.find((s) => s.z > q.z);
-  const nearest = [...near].sort((a, b) => Math.abs(a.z - q.z) - Math.abs(b.z - q.z))[0];
+  const { nearest, below, above } = nearbyChoice(state.query, state.nearby);
   $("#copy-nearest").disabled = !nearest;
   $("#copy-nearest").textContent = nearest ? `Copy slice z ${nearest.z} (${SOURCE_WORDS[nearest.source] || nearest.source})`
     : "Copy the nearest labelled slice";
   $("#interpolate").disabled = !(below && above);
   $("#interpolate").textContent = below && above ? `Interpolate z ${below.z} – z ${above.z}` : "Interpolate between labelled slices";
-  $("#nearby-info").textContent = near.length ? "" : "No labelled slice of this scan yet.";
+  $("#nearby-info").textContent = (state.nearby || []).length ? "" : "No labelled slice of this scan yet.";
 }
 
 function applyNearby(kind) {
-  const q = state.query, near = state.nearby || [], ed = state.editor;
-  let labelsOf;
-  if (kind === "copy") {
-    labelsOf = [...near].sort((a, b) => Math.abs(a.z - q.z) - Math.abs(b.z - q.z))[0].labels;
-  } else {
-    const below = near.find((s) => s.z < q.z), above = near.find((s) => s.z > q.z);
-    labelsOf = interpolate(below.labels, above.labels, (q.z - below.z) / (above.z - below.z), ed.width, ed.height);
-  }
-  changed(fillUnanswered(ed, labelsOf));
+  const ed = state.editor;
+  changed(fillUnanswered(ed, nearbyLabels(kind, state.query, state.nearby)));
   updateCounts();
   renderLegend();
 }
 
 async function loadNeighbours(query) {
-  const box = $("#neighbours");
-  box.replaceChildren();
   const depth = (await api(`/api/scans/${query.scan}/`)).shape[0];
-  for (const dz of [-2, -1, 1, 2]) {
-    const z = query.z + dz;
-    const fig = document.createElement("figure");
-    const canvas = document.createElement("canvas");
-    canvas.width = query.width;
-    canvas.height = query.height;
-    fig.append(canvas, Object.assign(document.createElement("figcaption"), { textContent: `z ${z} (${dz > 0 ? "+" : ""}${dz})` }));
-    box.append(fig);
-    if (z < 0 || z >= depth) { fig.classList.add("missing"); continue; }
-    try {
-      const hu = await ctSlice(query.scan, z);
-      const ctx = canvas.getContext("2d");
-      const img = ctx.createImageData(query.width, query.height);
-      windowToRgba(hu, state.viewer.window, state.viewer.level, img.data);
-      // A labelled neighbour shows its labels blended in, and says so.
-      const labelled = (state.nearby || []).find((s) => s.z === z);
-      if (labelled) {
-        for (let i = 0, j = 0; i < labelled.labels.length; i++, j += 4) {
-          const k = labelled.labels[i] * 4;
-          if (labelled.labels[i] !== UNANSWERED && lut[k + 3]) {
-            img.data[j] = (img.data[j] + lut[k]) >> 1; img.data[j + 1] = (img.data[j + 1] + lut[k + 1]) >> 1;
-            img.data[j + 2] = (img.data[j + 2] + lut[k + 2]) >> 1;
-          }
-        }
-        fig.querySelector("figcaption").textContent += " · labelled";
-        fig.classList.add("labelled");
-      }
-      ctx.putImageData(img, 0, 0);
-    } catch {
-      fig.classList.add("missing");
-    }
-  }
+  await renderNeighbours($("#neighbours"), query, depth, { slice: (z) => ctSlice(query.scan, z), viewer: state.viewer,
+    nearby: state.nearby, lut });
 }
 
-// ---------- time and inputs spent: time counted only while the page is visible ----------
+// ---------- time and inputs spent on the query (effort.js) ----------
 
-function resetClock() {
-  state.activeMs = 0;
-  state.inputEvents = 0;
-  state.since = document.visibilityState === "visible" ? performance.now() : null;
-}
-
-function secondsSpent() {
-  const running = state.since === null ? 0 : performance.now() - state.since;
-  return (state.activeMs + running) / 1000;
-}
-
-document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible") state.since = performance.now();
-  else if (state.since !== null) { state.activeMs += performance.now() - state.since; state.since = null; }
-});
-
-// Every press, key, wheel notch and dragged pointer move on the workspace is one input event.
-const workspace = $("#workspace");
-for (const type of ["pointerdown", "keydown", "wheel"]) {
-  (type === "keydown" ? document : workspace).addEventListener(type, () => { if (state.editor) state.inputEvents++; }, true);
-}
-workspace.addEventListener("pointermove", (e) => { if (state.editor && e.buttons) state.inputEvents++; }, true);
-workspace.addEventListener("change", () => { if (state.editor) state.inputEvents++; }, true);
+const effort = trackEffort($("#workspace"), () => Boolean(state.editor));
+Object.defineProperty(state, "inputEvents", { get: () => effort.events });
 
 // ---------- rendering ----------
 
@@ -354,17 +292,9 @@ function goToNextIsland() {
 
 function hover(p) {
   const ed = state.editor;
-  if (!p || !ed) { $("#readout").textContent = ""; return; }
-  const x = Math.floor(p.x), y = Math.floor(p.y);
-  if (x < 0 || y < 0 || x >= ed.width || y >= ed.height) { $("#readout").textContent = ""; return; }
-  const i = y * ed.width + x;
-  const hu = state.viewer.hu ? state.viewer.hu[i] : null;
-  let name = nameOf.get(shownLabel(i)), source = "";
-  if (!ed.queryMask[i]) source = "model, fixed";
-  else if (ed.answers[i] === UNANSWERED) source = "prediction, to confirm";
-  else source = "your answer";
-  if (shownLabel(i) === 0) name = ed.answers[i] === 0 ? "Background" : "";
-  $("#readout").textContent = readoutText({ x, y, hu, name, source });
+  const x = p ? Math.floor(p.x) : -1, y = p ? Math.floor(p.y) : -1;
+  if (!ed || x < 0 || y < 0 || x >= ed.width || y >= ed.height) { $("#readout").textContent = ""; return; }
+  $("#readout").textContent = readoutText(describePixel(ed, state.viewer.hu, nameOf, x, y));
 }
 
 // ---------- submit ----------
@@ -382,7 +312,7 @@ async function submit() {
   try {
     const labelsZ = await deflate(ed.answers);
     await api(`${base}/queries/${state.query.id}/submit/`, {
-      method: "POST", body: { labels: bytesToBase64(labelsZ), encoding: "zlib", seconds_spent: secondsSpent(),
+      method: "POST", body: { labels: bytesToBase64(labelsZ), encoding: "zlib", seconds_spent: effort.seconds(),
         input_events: state.inputEvents },
     });
     state.lastSubmitted = { id: state.query.id, answers: Array.from(ed.answers), inputEvents: state.inputEvents };

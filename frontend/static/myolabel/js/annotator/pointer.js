@@ -67,6 +67,18 @@ export function installPointer(viewport, getViewer, h) {
   }, { passive: false });
 }
 
+/** What the annotator's readout says of pixel (x, y): its HU, its label's name and where the label comes from. */
+export function describePixel(editor, hu, nameOf, x, y) {
+  const i = y * editor.width + x;
+  const answered = editor.answers[i] !== 255;
+  const shown = answered ? editor.answers[i] : editor.predicted[i];
+  let source = "your answer";
+  if (!editor.queryMask[i]) source = "model, fixed";
+  else if (!answered) source = "prediction, to confirm";
+  const name = shown === 0 ? (answered ? "Background" : "") : nameOf.get(shown);
+  return { x, y, hu: hu ? hu[i] : null, name, source };
+}
+
 /** The readout's text for slice pixel (x, y): position, HU and the label with where it comes from. */
 export function readoutText({ x, y, hu, name, source }) {
   const parts = [`x ${x}, y ${y}`];
