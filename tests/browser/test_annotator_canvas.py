@@ -280,3 +280,17 @@ def test_copy_the_nearest_labelled_slice_and_interpolate_between_two(app_page, l
     page.wait_for_selector("#neighbours figure.labelled")
     assert "labelled" in page.inner_text("#neighbours")
     assert page.errors == []
+
+
+def test_push_drags_a_structure_over_its_neighbour(app_page, live_server, project):
+    page = app_page
+    open_annotator(page, live_server.url, project)
+    page.keyboard.press("1")  # the chosen structure does not matter: push takes the one under the press
+    page.keyboard.press("g")
+    page.mouse.move(*client_point(page, 256, 300))  # iliacus (3) predicted here
+    page.mouse.down()
+    page.mouse.move(*client_point(page, 200, 300), steps=10)  # into gluteus maximus (1)
+    page.mouse.up()
+    a = answers(page)
+    assert a[300, 256] == 3 and a[300, 200] == 3 and query_rasters(2)[1][300, 200] == 1
+    assert page.errors == []
