@@ -4,7 +4,6 @@ reference labels, the wheel through the slices, Ctrl+wheel zoom, a readout), in 
 
 from __future__ import annotations
 
-import io
 import tempfile
 from pathlib import Path
 

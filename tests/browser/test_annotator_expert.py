@@ -29,7 +29,13 @@ from backend.acquisition.models import AcquisitionStep, Query
 from backend.acquisition.states import State
 from backend.acquisition.steps import services as step_services
 from backend.projects.models import Membership
-from tests.backend.factories import PoolFactory, ProjectFactory, UserFactory, scan_with_volume, use_tmp_storage
+from tests.backend.factories import (
+    PoolFactory,
+    ProjectFactory,
+    UserFactory,
+    scan_with_volume,
+    use_tmp_storage,
+)
 from tests.browser.conftest import log_in
 from tests.browser.data import label_set
 

@@ -15,6 +15,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from backend.acquisition import codec
+from backend.acquisition.annotation.selectors import answered_slices_near
 from backend.acquisition.annotation.services import (
     SubmissionRejected,
     query_claim,
@@ -22,7 +23,6 @@ from backend.acquisition.annotation.services import (
     query_release,
     query_submit,
 )
-from backend.acquisition.annotation.selectors import answered_slices_near
 from backend.acquisition.api_base import AcquisitionApi, project_of, query_of
 from backend.acquisition.models import Query
 
