@@ -294,3 +294,40 @@ def test_push_drags_a_structure_over_its_neighbour(app_page, live_server, projec
     a = answers(page)
     assert a[300, 256] == 3 and a[240, 190] == 3 and query_rasters(2)[1][240, 190] == 1
     assert page.errors == []
+
+
+def test_neighbouring_slices_in_the_main_view_read_only_with_their_labels(app_page, live_server, project):
+    from backend.acquisition import codec
+    from backend.acquisition.models import TrainingSlice
+
+    proj, _, _, ids = project
+    scan = Query.objects.get(pk=ids[0]).scan
+    labels = np.full((512, 512), 4, np.uint8)
+    TrainingSlice.objects.create(project=proj, scan=scan, z=3, height=512, width=512,
+                                 labels=codec.pack_labels(labels), answered=codec.pack_mask(labels > 0),
+                                 source=TrainingSlice.Source.QUERY)
+    page = app_page
+    open_annotator(page, live_server.url, project)
+    page.wait_for_function("() => window.annotator.depth && window.annotator.nearby.length")
+    page.keyboard.press("PageDown")
+    page.wait_for_selector("#peek:not([hidden])")
+    banner = page.inner_text("#peek")
+    assert "Slice z = 3 (+1 from the query at z = 2)" in banner and "answered labels" in banner
+    assert page.evaluate("() => window.annotator.viewer.canvases.outline.hidden") is True
+    page.mouse.move(*client_point(page, 256, 300))
+    assert "Psoas major (answered)" in page.inner_text("#readout") and "z 3" in page.inner_text("#readout")
+    page.mouse.click(*client_point(page, 256, 300))  # read only: nothing is painted
+    assert (answers(page) == 255).all()
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#peek", state="hidden")
+    assert page.evaluate("() => window.annotator.viewer.canvases.outline.hidden") is False
+    assert overlay_rgba(page, 256, 100) == [230, 25, 75, 255]  # the query's own overlay again
+    page.mouse.move(*client_point(page, 256, 300))
+    page.keyboard.down("Shift")
+    page.mouse.wheel(0, -100)  # Shift+wheel up: the slice below
+    page.keyboard.up("Shift")
+    page.wait_for_function("() => window.annotator.peek.z === 1")
+    assert "no labels" in page.inner_text("#peek")
+    page.keyboard.press("PageDown")  # back to z 2: the query
+    page.wait_for_selector("#peek", state="hidden")
+    assert page.errors == []

@@ -8,6 +8,7 @@ import { assignIsland, countIslands, nextIsland } from "./islands.js";
 import { trackEffort } from "./effort.js";
 import { fillUnanswered, loadNearby, nearbyChoice, nearbyLabels, renderNeighbours } from "./nearby.js";
 import { buildPalette, rowOfKey } from "./palette.js";
+import { createPeek } from "./peek.js";
 import { describePixel, installPointer, readoutText } from "./pointer.js";
 import { colourTable, HEAT_RGB, presetOf } from "./render.js";
 import { SliceViewer } from "./viewer.js";
@@ -78,6 +79,7 @@ async function showQuery(query) {
   const mask = unpackBits(base64ToBytes(query.mask), n);
   const predicted = await inflate(base64ToBytes(query.predicted));
   const uncertainty = halfToFloat(await inflate(base64ToBytes(query.uncertainty)));
+  peek.reset();
   state.query = query;
   state.editor = new LabelEditor(W, H, predicted, mask);
   applyLimits();
@@ -139,7 +141,10 @@ function applyNearby(kind) {
 }
 
 async function loadNeighbours(query) {
-  const depth = (await api(`/api/scans/${query.scan}/`)).shape[0];
+  const info = await api(`/api/scans/${query.scan}/`);
+  const depth = info.shape[0];
+  state.depth = depth;
+  state.references = info.reference_label_sets || [];
   await renderNeighbours($("#neighbours"), query, depth, { slice: (z) => ctSlice(query.scan, z), viewer: state.viewer,
     nearby: state.nearby, lut });
 }
@@ -156,7 +161,7 @@ function repaintLabels() {
 }
 
 function changed(indices) {
-  if (!indices.length) return;
+  if (!indices.length || peek.active) return;  // back on the query slice, everything is repainted
   const ed = state.editor, W = ed.width;
   let x0 = W, y0 = ed.height, x1 = -1, y1 = -1;
   for (const i of indices) {
@@ -227,6 +232,10 @@ function shownLabel(i) {
 /** A press of the left button with the current tool; true when it starts a stroke. */
 function press(p) {
   const ed = state.editor;
+  if (peek.active) {
+    tell("This is a neighbouring slice, shown read only: press Esc to label the query's slice.", "info");
+    return false;
+  }
   const x = Math.floor(p.x), y = Math.floor(p.y);
   const inside = x >= 0 && y >= 0 && x < ed.width && y < ed.height;
   if (state.tool === "fill" || state.tool === "island" || state.tool === "confirm") {
@@ -294,6 +303,11 @@ function hover(p) {
   const ed = state.editor;
   const x = p ? Math.floor(p.x) : -1, y = p ? Math.floor(p.y) : -1;
   if (!ed || x < 0 || y < 0 || x >= ed.width || y >= ed.height) { $("#readout").textContent = ""; return; }
+  if (peek.active) {
+    const { hu, value, source } = peek.at(y * ed.width + x);
+    $("#readout").textContent = `${readoutText({ x, y, hu, name: value ? nameOf.get(value) : "", source: value ? source : "" })} · z ${peek.z}`;
+    return;
+  }
   $("#readout").textContent = readoutText(describePixel(ed, state.viewer.hu, nameOf, x, y));
 }
 
@@ -383,6 +397,8 @@ function onKey(e) {
   if ((e.ctrlKey || e.metaKey) && key === "z" && !e.shiftKey) { e.preventDefault(); undo(); return; }
   if ((e.ctrlKey || e.metaKey) && (key === "y" || (key === "z" && e.shiftKey))) { e.preventDefault(); redo(); return; }
   if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (key === "PageDown" || key === "PageUp") { e.preventDefault(); peek.step(key === "PageDown" ? 1 : -1); return; }
+  if (key === "Escape") { peek.back(); return; }
   if (key === "Enter") {
     if (e.target.closest("button, a")) return;  // Enter on a focused button presses that button
     e.preventDefault();
@@ -412,6 +428,11 @@ setInterval(() => {
   }
 }, 5 * 60 * 1000);
 
+const peek = createPeek({ state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
+  references: () => state.references || [],
+  depth: () => state.depth || 1, lut, banner: $("#peek"), onChange: () => renderLegend() });
+state.peek = peek;
+
 palette = buildPalette($("#palette"), $("#label-search"), rows, (value) => setLabel(value));
 installControls();
 installPointer($("#viewport"), () => (state.editor ? state.viewer : null), {
@@ -422,7 +443,9 @@ installPointer($("#viewport"), () => (state.editor ? state.viewer : null), {
   windowLevel: (w, l) => { state.viewer.setWindow(w, l); showWindow(); },
   hover,
   radius: () => state.radius,
-  brushVisible: () => ["brush", "eraser", "accept", "push"].includes(state.tool),
+  // Shift+wheel: the neighbouring slices (Chromium turns a shifted wheel into a horizontal one).
+  wheel: (e) => { if (!e.shiftKey) return false; peek.step((e.deltaY || e.deltaX) > 0 ? 1 : -1); return true; },
+  brushVisible: () => !peek.active && ["brush", "eraser", "accept", "push"].includes(state.tool),
 });
 setTool("brush");
 setLabel(state.label);
