@@ -26,6 +26,8 @@ urlpatterns = [
     path(P + "training-set/export/", outputs_apis.TrainingSetExportApi.as_view(), name="acq-training-set-export"),
     path(P + "queries/next/", annotation_apis.QueryNextApi.as_view(), name="acq-query-next"),
     path(P + "queries/<id:query_id>/", annotation_apis.QueryDetailApi.as_view(), name="acq-query"),
+    path(P + "queries/<id:query_id>/reformat/", annotation_apis.QueryReformatApi.as_view(),
+         name="acq-query-reformat"),
     path(P + "queries/<id:query_id>/nearby/", annotation_apis.QueryNearbyApi.as_view(), name="acq-query-nearby"),
     path(P + "queries/<id:query_id>/claim/", annotation_apis.QueryClaimApi.as_view(), name="acq-query-claim"),
     path(P + "queries/<id:query_id>/release/", annotation_apis.QueryReleaseApi.as_view(), name="acq-query-release"),

@@ -121,6 +121,7 @@ TABLE = [
     Row("acq-query-next", "POST", A, ALLOWED, {}),
     Row("acq-query", "GET", A, ALLOWED),
     Row("acq-query-nearby", "GET", A, ALLOWED),
+    Row("acq-query-reformat", "GET", A, ALLOWED),
     Row("acq-query-claim", "POST", A, ALLOWED, {}),
     Row("acq-query-release", "POST", A, ALLOWED, {}),
     Row("acq-query-submit", "POST", A, ALLOWED, {}),

@@ -33,3 +33,27 @@ def test_nearest_labelled_slices_each_side_without_held_out_ones(tmp_path, setti
     stranger = UserFactory()
     client.force_authenticate(stranger)
     assert client.get(url).status_code == 404
+
+
+def test_reformats_through_the_query_scan_and_their_refusals(tmp_path, settings):
+    from tests.browser.data import phantom_hu
+
+    project, annotator, _, ids = annotating_project(tmp_path, settings)
+    client = APIClient()
+    client.force_authenticate(annotator)
+    url = f"/api/projects/{project.id}/queries/{ids[0]}/reformat/"
+    hu = phantom_hu()
+    response = client.get(url, {"plane": "coronal", "at": 270})
+    assert response.status_code == 200 and response["X-Shape"] == "5,512"
+    assert "X-Spacing" in response["Access-Control-Expose-Headers"] and len(response["X-Spacing"].split(",")) == 2
+    assert (np.frombuffer(response.content, "<i2").reshape(5, 512) == hu[:, 270, :]).all()
+    response = client.get(url, {"plane": "sagittal", "at": 170})
+    assert (np.frombuffer(response.content, "<i2").reshape(5, 512) == hu[:, :, 170]).all()
+    for params, words in (({"plane": "axial", "at": 3}, "not a valid choice"),
+                          ({"plane": "coronal", "at": 512}, "outside the scan, whose y runs from 0 to 511"),
+                          ({"plane": "sagittal", "at": -1}, "greater than or equal to 0"),
+                          ({"plane": "coronal"}, "required")):
+        refused = client.get(url, params)
+        assert refused.status_code == 400 and words in str(refused.json()), (params, refused.json())
+    client.force_authenticate(UserFactory())
+    assert client.get(url, {"plane": "coronal", "at": 1}).status_code == 404

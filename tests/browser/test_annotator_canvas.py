@@ -331,3 +331,25 @@ def test_neighbouring_slices_in_the_main_view_read_only_with_their_labels(app_pa
     page.keyboard.press("PageDown")  # back to z 2: the query
     page.wait_for_selector("#peek", state="hidden")
     assert page.errors == []
+
+
+def test_coronal_and_sagittal_reformats_mark_the_query_and_follow_the_cursor(app_page, live_server, project):
+    page = app_page
+    open_annotator(page, live_server.url, project)
+    page.wait_for_function("() => window.annotator.reformatShown")
+    assert page.evaluate("() => window.annotator.reformatShown") == {"x": 260, "y": 260}  # the query's centre
+    yellow_rows = page.evaluate("""() => {
+      const c = document.querySelector('#coronal'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const rows = [];
+      for (let r = 0; r < c.height; r++) {
+        const i = (r * c.width + 10) * 4;
+        if (d[i] === 255 && d[i + 1] === 212 && d[i + 2] === 0) rows.push(r);
+      }
+      return [c.width, c.height, rows];
+    }""")
+    width, height, rows = yellow_rows
+    assert width == 512 and height >= 5 and rows, "the query's slice is not marked"
+    assert "yellow: the query's slice (z 2)" in page.inner_text("#reformat-info")
+    page.mouse.move(*client_point(page, 170, 270))
+    page.wait_for_function("() => window.annotator.reformatShown.x === 170 && window.annotator.reformatShown.y === 270")
+    assert page.errors == []

@@ -10,12 +10,14 @@ import binascii
 import zlib
 
 import numpy as np
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from backend.acquisition import codec
-from backend.acquisition.annotation.selectors import answered_slices_near
+from backend.acquisition.annotation.selectors import PLANES, answered_slices_near, query_reformat
 from backend.acquisition.annotation.services import (
     SubmissionRejected,
     query_claim,
@@ -23,8 +25,9 @@ from backend.acquisition.annotation.services import (
     query_release,
     query_submit,
 )
-from backend.acquisition.api_base import AcquisitionApi, project_of, query_of
+from backend.acquisition.api_base import AcquisitionApi, DownloadApi, project_of, query_of
 from backend.acquisition.models import Query
+from backend.imaging import slices
 
 _TIME = serializers.DateTimeField()
 # Bounds of the client's own figures: a day on one slice, a million inputs; beyond is a broken client.
@@ -121,6 +124,34 @@ class QueryNearbyApi(AcquisitionApi):
     def get(self, request, project_id: int, query_id: int):
         query = query_of(request, project_id, query_id)
         return Response(NearbySliceOutput(answered_slices_near(query), many=True).data)
+
+
+class QueryReformatApi(DownloadApi):
+    """The coronal or sagittal plane through the query's scan, raw int16 HU (``X-Shape``: Z, width),
+    with ``X-Spacing`` (mm along z, mm in the plane) for its aspect; the query's slice is row ``z``."""
+
+    class InputSerializer(serializers.Serializer):
+        plane = serializers.ChoiceField(choices=sorted(PLANES), help_text="coronal (fixed y) or sagittal (fixed x)")
+        at = serializers.IntegerField(min_value=0, help_text="the y (coronal) or x (sagittal) of the plane")
+
+    @extend_schema(parameters=[InputSerializer], responses={
+        (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="int16 little-endian")})
+    def get(self, request, project_id: int, query_id: int):
+        query = query_of(request, project_id, query_id)
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        try:
+            plane = query_reformat(query, params.validated_data["plane"], params.validated_data["at"])
+        except ValueError as exc:
+            raise serializers.ValidationError({"at": [str(exc)]}) from exc
+        response = HttpResponse(slices.raw_bytes(plane, "<i2"), content_type="application/octet-stream")
+        for name, value in slices.raw_headers(plane.shape, "<i2").items():
+            response[name] = value
+        spacing = query.scan.geometry.get("spacing") or [1.0, 1.0, 1.0]
+        in_plane = spacing[2] if params.validated_data["plane"] == "coronal" else spacing[1]
+        response["X-Spacing"] = f"{float(spacing[0]):.6g},{float(in_plane):.6g}"
+        response["Access-Control-Expose-Headers"] += ", X-Spacing"
+        return response
 
 
 class QueryClaimApi(AcquisitionApi):

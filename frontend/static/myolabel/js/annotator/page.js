@@ -9,6 +9,7 @@ import { trackEffort } from "./effort.js";
 import { fillUnanswered, loadNearby, nearbyChoice, nearbyLabels, renderNeighbours } from "./nearby.js";
 import { buildPalette, rowOfKey } from "./palette.js";
 import { createPeek } from "./peek.js";
+import { renderReformats } from "./reformat.js";
 import { describePixel, installPointer, readoutText } from "./pointer.js";
 import { colourTable, HEAT_RGB, presetOf } from "./render.js";
 import { SliceViewer } from "./viewer.js";
@@ -117,6 +118,8 @@ async function showQuery(query) {
   }
   if (state.query === query) offerNearby();
   loadNeighbours(query).catch(() => {});
+  const box = queryBox(mask, W);
+  showReformats(Math.round((box.x0 + box.x1) / 2), Math.round((box.y0 + box.y1) / 2));
   $("#status").textContent = "Inside the yellow outline the model's labels are hatched until you confirm or repaint them.";
 }
 
@@ -299,6 +302,32 @@ function goToNextIsland() {
   $("#status").textContent = `Island of ${found.pixels.length} pixel(s) at x ${found.box.x0}, y ${found.box.y0}.`;
 }
 
+/** Bounding box of the queried pixels. */
+function queryBox(mask, W) {
+  let x0 = W, y0 = Infinity, x1 = 0, y1 = 0;
+  for (let i = 0; i < mask.length; i++) {
+    if (!mask[i]) continue;
+    const x = i % W, y = (i - x) / W;
+    if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+  }
+  return y0 === Infinity ? { x0: 0, y0: 0, x1: W, y1: mask.length / W } : { x0, y0, x1, y1 };
+}
+
+function showReformats(x, y) {
+  const q = state.query;
+  state.reformatAt = { x, y };
+  renderReformats(base, q, x, y, state.viewer, { coronal: $("#coronal"), sagittal: $("#sagittal"), caption: $("#reformat-info") })
+    .then(() => { state.reformatShown = { x, y }; })
+    .catch((err) => { $("#reformat-info").textContent = `The reformats could not be read: ${err.message}`; });
+}
+
+// The reformats follow the cursor once it rests for a quarter of a second.
+let restTimer = null;
+function followCursor(x, y) {
+  clearTimeout(restTimer);
+  restTimer = setTimeout(() => { if (state.query) showReformats(x, y); }, 250);
+}
+
 function hover(p) {
   const ed = state.editor;
   const x = p ? Math.floor(p.x) : -1, y = p ? Math.floor(p.y) : -1;
@@ -309,6 +338,7 @@ function hover(p) {
     return;
   }
   $("#readout").textContent = readoutText(describePixel(ed, state.viewer.hu, nameOf, x, y));
+  if (!state.painting) followCursor(x, y);
 }
 
 // ---------- submit ----------
