@@ -52,7 +52,7 @@ def demo_rows(data_dir: Path) -> dict:
     from tests.browser.data import annotating_project, lead_history, scan_segmentation
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    hip, annotator, lead, _ = annotating_project(data_dir, settings)
+    hip, annotator, lead, _ = annotating_project(data_dir, settings, depth=120)  # reformats with some height
     thigh, _ = lead_history(data_dir, settings)
     lead_history(data_dir, settings, name="Thigh study, random pixels", strategy="random_pixels", gain=0.05)
     get_user_model().objects.create_superuser("admin", "admin@example.org", "pw-123456")
