@@ -326,7 +326,7 @@ def test_neighbouring_slices_in_the_main_view_read_only_with_their_labels(app_pa
     page.keyboard.down("Shift")
     page.mouse.wheel(0, -100)  # Shift+wheel up: the slice below
     page.keyboard.up("Shift")
-    page.wait_for_function("() => window.annotator.peek.z === 1")
+    page.wait_for_function("() => document.querySelector('#peek').textContent.startsWith('Slice z = 1 ')")
     assert "no labels" in page.inner_text("#peek")
     page.keyboard.press("PageDown")  # back to z 2: the query
     page.wait_for_selector("#peek", state="hidden")
