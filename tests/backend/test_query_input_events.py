@@ -60,6 +60,10 @@ def test_time_and_input_events_are_stored_and_listed(submit):
     assert (query.status, query.seconds_spent, query.input_events) == ("answered", 12.5, 7)
     rows = client.get(f"/api/projects/{project.id}/steps/{query.step_id}/queries/").json()
     assert [r["input_events"] for r in rows] == [7, None]
+    from backend.acquisition.selectors import mac_summary
+
+    mine = mac_summary(project)["annotators"][0]
+    assert (mine["input_events"], mine["input_pixels"]) == (7, query.n_queried)
 
 
 def test_an_old_client_without_the_count_still_answers(submit):

@@ -32,6 +32,11 @@ def test_curves_tau_table_and_tau_errors(app_page, asgi_server, plain_static, tm
     structures["1"]["psv"] = 0.0552
     model.metrics = {"structures": structures}
     model.save()
+    from backend.acquisition.models import Query
+
+    for q in Query.objects.filter(step__project=project, answered_by__username="anna"):
+        q.input_events = q.n_queried // 4  # a quarter of an input per answered pixel
+        q.save()
     page = app_page
     open_dashboard(page, asgi_server, project, lead)
     # Item 4: no other project to compare with: no "Compare with:" line.
@@ -40,6 +45,10 @@ def test_curves_tau_table_and_tau_errors(app_page, asgi_server, plain_static, tm
     legend = page.inner_text("#chart-dice-step .legend")
     assert f"tau {project.__class__.objects.get(pk=project.pk).tau}" not in legend.replace("0.02", "")
     assert "at steps 1–2" in legend and "0.02 at step 3" in legend, legend
+    # What an answered pixel costs each annotator in inputs (only answers that reported them count).
+    anna = page.locator("#throughput tbody tr", has_text="anna").locator("td").all_inner_texts()
+    ben = page.locator("#throughput tbody tr", has_text="ben").locator("td").all_inner_texts()
+    assert abs(float(anna[6]) - 0.25) < 0.01 and ben[6] == "–", (anna, ben)
     # Item 7: an absent structure shows "—" and says why; PSV reads as a decimal.
     pelvis = page.locator("#structures tbody tr", has_text="Pelvis")
     cells = pelvis.locator("td").all_inner_texts()

@@ -216,7 +216,8 @@ function renderThroughput() {
     const hours = a.seconds_spent / 3600;
     const tr = document.createElement("tr");
     for (const [text, num] of [[a.username, false], [a.answered, true], [a.queried_pixels, true], [duration(a.seconds_spent), true],
-      [hours > 0 ? (a.answered / hours).toFixed(1) : "–", true], [a.seconds_spent > 0 ? Math.round(a.queried_pixels / (a.seconds_spent / 60)) : "–", true]]) {
+      [hours > 0 ? (a.answered / hours).toFixed(1) : "–", true], [a.seconds_spent > 0 ? Math.round(a.queried_pixels / (a.seconds_spent / 60)) : "–", true],
+      [a.input_pixels ? (a.input_events / a.input_pixels).toPrecision(2) : "–", true]]) {
       const td = document.createElement("td");
       td.textContent = String(text);
       if (num) td.className = "num";
@@ -224,7 +225,7 @@ function renderThroughput() {
     }
     tbody.append(tr);
   }
-  if (!tbody.children.length) tbody.innerHTML = `<tr><td colspan="6" class="empty">No answered query yet.</td></tr>`;
+  if (!tbody.children.length) tbody.innerHTML = `<tr><td colspan="7" class="empty">No answered query yet.</td></tr>`;
 }
 
 // ---------- data ----------
