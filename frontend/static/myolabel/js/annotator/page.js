@@ -46,6 +46,7 @@ async function ctSlice(scan, z) {
 
 /** Nothing to show: hide the workspace (and its buttons) and say why. */
 function showEmpty(title, text) {
+  clearTimeout(restTimer);
   state.query = null;
   state.editor = null;
   $("#workspace").hidden = true;
@@ -315,17 +316,21 @@ function queryBox(mask, W) {
 
 function showReformats(x, y) {
   const q = state.query;
+  if (!q || state.reformatBusy) return;  // one request at a time; the next rest of the cursor asks again
   state.reformatAt = { x, y };
+  state.reformatBusy = true;
   renderReformats(base, q, x, y, state.viewer, { coronal: $("#coronal"), sagittal: $("#sagittal"), caption: $("#reformat-info") })
-    .then(() => { state.reformatShown = { x, y }; })
-    .catch((err) => { $("#reformat-info").textContent = `The reformats could not be read: ${err.message}`; });
+    .then(() => { if (state.query === q) state.reformatShown = { x, y }; })
+    .catch((err) => { if (state.query === q) $("#reformat-info").textContent = `The reformats could not be read: ${err.message}`; })
+    .finally(() => { state.reformatBusy = false; });
 }
 
 // The reformats follow the cursor once it rests for a quarter of a second.
 let restTimer = null;
 function followCursor(x, y) {
   clearTimeout(restTimer);
-  restTimer = setTimeout(() => { if (state.query) showReformats(x, y); }, 250);
+  const q = state.query;
+  restTimer = setTimeout(() => { if (state.query && state.query === q) showReformats(x, y); }, 250);
 }
 
 function hover(p) {
