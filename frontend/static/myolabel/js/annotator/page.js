@@ -8,8 +8,9 @@ import { assignIsland, countIslands, nextIsland } from "./islands.js";
 import { trackEffort } from "./effort.js";
 import { fillUnanswered, loadNearby, nearbyChoice, nearbyLabels, renderNeighbours } from "./nearby.js";
 import { buildPalette, rowOfKey } from "./palette.js";
+import { installKeys } from "./keys.js";
 import { createPeek } from "./peek.js";
-import { renderReformats } from "./reformat.js";
+import { createReformats } from "./reformat.js";
 import { describePixel, installPointer, readoutText } from "./pointer.js";
 import { colourTable, HEAT_RGB, presetOf } from "./render.js";
 import { SliceViewer } from "./viewer.js";
@@ -46,7 +47,7 @@ async function ctSlice(scan, z) {
 
 /** Nothing to show: hide the workspace (and its buttons) and say why. */
 function showEmpty(title, text) {
-  clearTimeout(restTimer);
+  reformats.stop();
   state.query = null;
   state.editor = null;
   $("#workspace").hidden = true;
@@ -119,8 +120,7 @@ async function showQuery(query) {
   }
   if (state.query === query) offerNearby();
   loadNeighbours(query).catch(() => {});
-  const box = queryBox(mask, W);
-  showReformats(Math.round((box.x0 + box.x1) / 2), Math.round((box.y0 + box.y1) / 2));
+  reformats.start(query, mask);
   $("#status").textContent = "Inside the yellow outline the model's labels are hatched until you confirm or repaint them.";
 }
 
@@ -303,36 +303,6 @@ function goToNextIsland() {
   $("#status").textContent = `Island of ${found.pixels.length} pixel(s) at x ${found.box.x0}, y ${found.box.y0}.`;
 }
 
-/** Bounding box of the queried pixels. */
-function queryBox(mask, W) {
-  let x0 = W, y0 = Infinity, x1 = 0, y1 = 0;
-  for (let i = 0; i < mask.length; i++) {
-    if (!mask[i]) continue;
-    const x = i % W, y = (i - x) / W;
-    if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
-  }
-  return y0 === Infinity ? { x0: 0, y0: 0, x1: W, y1: mask.length / W } : { x0, y0, x1, y1 };
-}
-
-function showReformats(x, y) {
-  const q = state.query;
-  if (!q || state.reformatBusy) return;  // one request at a time; the next rest of the cursor asks again
-  state.reformatAt = { x, y };
-  state.reformatBusy = true;
-  renderReformats(base, q, x, y, state.viewer, { coronal: $("#coronal"), sagittal: $("#sagittal"), caption: $("#reformat-info") })
-    .then(() => { if (state.query === q) state.reformatShown = { x, y }; })
-    .catch((err) => { if (state.query === q) $("#reformat-info").textContent = `The reformats could not be read: ${err.message}`; })
-    .finally(() => { state.reformatBusy = false; });
-}
-
-// The reformats follow the cursor once it rests for a quarter of a second.
-let restTimer = null;
-function followCursor(x, y) {
-  clearTimeout(restTimer);
-  const q = state.query;
-  restTimer = setTimeout(() => { if (state.query && state.query === q) showReformats(x, y); }, 250);
-}
-
 function hover(p) {
   const ed = state.editor;
   const x = p ? Math.floor(p.x) : -1, y = p ? Math.floor(p.y) : -1;
@@ -343,7 +313,7 @@ function hover(p) {
     return;
   }
   $("#readout").textContent = readoutText(describePixel(ed, state.viewer.hu, nameOf, x, y));
-  if (!state.painting) followCursor(x, y);
+  if (!state.painting) reformats.follow(x, y);
 }
 
 // ---------- submit ----------
@@ -421,37 +391,12 @@ function installControls() {
   $("#submit").addEventListener("click", submit);
   $("#skip").addEventListener("click", leaveSlice);
   $("#retry").addEventListener("click", () => loadNext());
-  document.addEventListener("keydown", onKey);
-}
-
-const TOOL_KEYS = { b: "brush", e: "eraser", f: "fill", i: "island", c: "confirm", g: "push", a: "accept", w: "wl", p: "pan" };
-
-function onKey(e) {
-  if (e.target.closest("input, textarea, select") || !state.editor) return;
-  const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
-  if ((e.ctrlKey || e.metaKey) && key === "z" && !e.shiftKey) { e.preventDefault(); undo(); return; }
-  if ((e.ctrlKey || e.metaKey) && (key === "y" || (key === "z" && e.shiftKey))) { e.preventDefault(); redo(); return; }
-  if (e.ctrlKey || e.metaKey || e.altKey) return;
-  if (key === "PageDown" || key === "PageUp") { e.preventDefault(); peek.step(key === "PageDown" ? 1 : -1); return; }
-  if (key === "Escape") { peek.back(); return; }
-  if (key === "Enter") {
-    if (e.target.closest("button, a")) return;  // Enter on a focused button presses that button
-    e.preventDefault();
-    submit();
-    return;
-  }
-  if (key === "/") { e.preventDefault(); $("#label-search").focus(); return; }
-  if (TOOL_KEYS[key]) { setTool(TOOL_KEYS[key]); return; }
-  if (key === "n") { goToNextIsland(); return; }
-  if (key === "h") { $("#heat").click(); return; }
-  if (key === "[" || key === "]") {
-    const r = $("#radius");
-    r.value = String(Number(r.value) + (key === "]" ? 1 : -1));
-    r.dispatchEvent(new Event("input"));
-    return;
-  }
-  const row = rowOfKey(rows, key);
-  if (row) setLabel(row.value);
+  installKeys({
+    active: () => Boolean(state.editor), undo, redo, submit, setTool, nextIsland: goToNextIsland,
+    peek: (dz) => peek.step(dz), back: () => peek.back(), heat: () => $("#heat").click(),
+    search: () => $("#label-search").focus(), structure: (key) => { const row = rowOfKey(rows, key); if (row) setLabel(row.value); },
+    radius: (d) => { const r = $("#radius"); r.value = String(Number(r.value) + d); r.dispatchEvent(new Event("input")); },
+  });
 }
 
 // The server's lock on a query lasts 15 minutes: renew it while the annotator works.
@@ -462,6 +407,9 @@ setInterval(() => {
     });
   }
 }, 5 * 60 * 1000);
+
+const reformats = createReformats({ base, state, coronal: $("#coronal"), sagittal: $("#sagittal"),
+  caption: $("#reformat-info") });
 
 const peek = createPeek({ state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
   references: () => state.references || [],

@@ -40,3 +40,47 @@ export async function renderReformats(base, q, x, y, viewer, { coronal, sagittal
   draw(sagittal, s.hu, s.depth, s.width, s.spacing, { ...look, column: y });
   caption.textContent = `Coronal at y ${y} · sagittal at x ${x}; yellow: the query's slice (z ${q.z}).`;
 }
+
+/** Bounding box of the queried pixels (the whole slice when none is). */
+function queryBox(mask, W) {
+  let x0 = W, y0 = Infinity, x1 = 0, y1 = 0;
+  for (let i = 0; i < mask.length; i++) {
+    if (!mask[i]) continue;
+    const x = i % W, y = (i - x) / W;
+    if (x < x0) x0 = x;
+    if (x > x1) x1 = x;
+    if (y < y0) y0 = y;
+    if (y > y1) y1 = y;
+  }
+  return y0 === Infinity ? { x0: 0, y0: 0, x1: W, y1: mask.length / W } : { x0, y0, x1, y1 };
+}
+
+/** The reformats of the page: through the query's centre at first, then where the cursor rests
+ *  for a quarter of a second; one request at a time, none for a query that has gone.
+ *  ctx = {base, state (query, viewer; reformatShown is set there), coronal, sagittal, caption}. */
+export function createReformats(ctx) {
+  const { state } = ctx;
+  let busy = false, timer = null;
+  const show = (x, y) => {
+    const q = state.query;
+    if (!q || busy) return;
+    busy = true;
+    renderReformats(ctx.base, q, x, y, state.viewer, ctx)
+      .then(() => { if (state.query === q) state.reformatShown = { x, y }; })
+      .catch((err) => { if (state.query === q) ctx.caption.textContent = `The reformats could not be read: ${err.message}`; })
+      .finally(() => { busy = false; });
+  };
+  return {
+    start(query, mask) {
+      clearTimeout(timer);
+      const box = queryBox(mask, query.width);
+      show(Math.round((box.x0 + box.x1) / 2), Math.round((box.y0 + box.y1) / 2));
+    },
+    follow(x, y) {
+      clearTimeout(timer);
+      const q = state.query;
+      timer = setTimeout(() => { if (state.query && state.query === q) show(x, y); }, 250);
+    },
+    stop() { clearTimeout(timer); },
+  };
+}
