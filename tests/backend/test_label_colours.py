@@ -44,3 +44,39 @@ def test_the_migration_recolours_the_default_set_but_keeps_an_admins_colour():
     assert colours["gluteus_maximus"] == "#ee4444" and colours["femur"] == "#123456"
     recolour.backward(apps, None)
     assert Label.objects.get(label_set=ls, name="gluteus_maximus").colour == "#e6194b"
+
+
+@pytest.mark.django_db
+def test_an_admin_recolours_a_structure_of_the_projects_set_and_bad_requests_store_nothing():
+    from rest_framework.test import APIClient
+
+    from backend.projects.models import Membership
+    from tests.backend.factories import LabelSetFactory, MembershipFactory, ProjectFactory
+
+    label_set = LabelSetFactory(labels__n=2)
+    project = ProjectFactory(label_set=label_set)
+    admin = MembershipFactory(project=project, role=Membership.Role.ADMIN).user
+    lead = MembershipFactory(project=project, role=Membership.Role.LEAD).user
+    client = APIClient()
+    url = f"/api/projects/{project.id}/labels/1/"
+    before = Label.objects.get(label_set=label_set, value=1).colour
+
+    client.force_authenticate(lead)
+    assert client.patch(url, {"colour": "#123456"}, format="json").status_code == 403
+    client.force_authenticate(admin)
+    for body, status, words in (({"colour": "red"}, 400, "#rrggbb"), ({"colour": "#12345"}, 400, "#rrggbb"),
+                                ({}, 400, "required")):
+        response = client.patch(url, body, format="json")
+        assert response.status_code == status and words in str(response.json()), response.json()
+    missing = client.patch(f"/api/projects/{project.id}/labels/99/", {"colour": "#123456"}, format="json")
+    assert missing.status_code == 404 and "no structure of value 99" in missing.json()["detail"]
+    assert Label.objects.get(label_set=label_set, value=1).colour == before
+
+    response = client.patch(url, {"colour": "#ABCDEF"}, format="json")
+    assert response.status_code == 200 and response.json()["colour"] == "#abcdef"
+    assert Label.objects.get(label_set=label_set, value=1).colour == "#abcdef"
+
+    ProjectFactory(label_set=label_set, name="Someone else's study")  # the set is now shared
+    shared = client.patch(url, {"colour": "#000000"}, format="json")
+    assert shared.status_code == 403 and "Someone else's study" in shared.json()["detail"]
+    assert Label.objects.get(label_set=label_set, value=1).colour == "#abcdef"

@@ -83,6 +83,7 @@ TABLE = [
     Row("project-members", "POST", ADM, 201, {"username": "newcomer", "role": "annotator"}),
     Row("project-member-detail", "PATCH", ADM, 200, {"role": "lead"}),
     Row("project-member-detail", "DELETE", ADM, 204),
+    Row("project-label", "PATCH", ADM, 200, {"colour": "#123456"}),
     Row("label-set-list", "GET", SIGNED_IN, 200),
     Row("label-set-list", "POST", SIGNED_IN, 201,
         {"name": "new set", "labels": [{"value": 1, "name": "femur", "kind": "bone", "colour": "#ffeeaa"}]}),
@@ -241,7 +242,7 @@ def _url(row: Row, world, side: str, user) -> str:
     values = {"project_id": w["project"].pk, "pool_id": w["pool"].pk, "scan_id": w["scan"].pk, "z": 1,
               "user_id": w["target"].pk, "label_set_id": w["label_set"].pk, "step_id": w["step"].pk,
               "query_id": w["query"].pk, "version_id": w["version"].pk, "segmentation_id": w["segmentation"].pk,
-              "kind": "report.csv", "name": "ct.nii.gz"}
+              "kind": "report.csv", "name": "ct.nii.gz", "value": 1}
     if "job_id" in route:
         values["job_id"] = _import_job(world, side, user).pk
     kwargs = {key: value for key, value in values.items() if f"{key}>" in route}

@@ -102,3 +102,22 @@ def test_admin_imports_keep_the_pool_refresh_its_scans_and_link_each_scan(app_pa
     assert page.evaluate("() => window.scanViewer.z") == z0 + 1
     assert page.evaluate("() => document.querySelector('#viewport .stage').style.transform") != zoom
     assert page.errors == []
+
+
+def test_an_admin_changes_a_structure_colour_and_sees_colours_too_close(app_page, asgi_server, plain_static, tmp_path,
+                                                                       settings):
+    from backend.projects.models import Label
+
+    project, _ = lead_history(tmp_path, settings)
+    admin = get_user_model().objects.create_superuser("root", "root@example.org", PASSWORD)
+    page = app_page
+    log_in(page, asgi_server, admin.username)
+    page.goto(asgi_server + "/admin-tools/")
+    page.wait_for_selector("#colours input[type=color]")
+    assert page.input_value("#colour-project") == str(project.id)
+    assert "Gluteus maximus" in page.inner_text("#colours")
+    page.locator("#colours input[data-value='1']").fill("#3cb44b")  # gluteus medius' colour
+    page.wait_for_selector("#message.ok")
+    assert Label.objects.get(label_set=project.label_set, value=1).colour == "#3cb44b"
+    assert "Gluteus maximus and Gluteus medius are hard to tell apart" in page.inner_text("#colour-warnings")
+    assert page.errors == []

@@ -1,6 +1,7 @@
 // Pools, chunked CT uploads with a progress bar per file, import results, members and roles.
 
 import { api, liveEvents, pageData, say } from "./api.js";
+import { closePairs, readableName } from "./labels.js";
 
 const page = pageData();
 const $ = (sel) => document.querySelector(sel);
@@ -251,6 +252,47 @@ async function loadLabelSets() {
   const list = Array.isArray(sets) ? sets : sets.results || [];
   $("#upload-label-set").append(...list.map((s) => option(s.id, s.name)));
 }
+
+// ---------- structure colours ----------
+
+function renderColours() {
+  const project = page.projects.find((p) => String(p.id) === $("#colour-project").value);
+  const box = $("#colours");
+  box.replaceChildren();
+  if (!project) return;
+  for (const label of project.labels) {
+    const row = document.createElement("label");
+    row.className = "inline colour-row";
+    const input = Object.assign(document.createElement("input"), { type: "color", value: label.colour });
+    input.dataset.value = label.value;
+    input.addEventListener("change", async () => {
+      try {
+        const saved = await api(`/api/projects/${project.id}/labels/${label.value}/`, { method: "PATCH", body: { colour: input.value } });
+        label.colour = saved.colour;
+        say(message, `${readableName(label.name)} is now ${saved.colour} in ${project.name}.`, "ok");
+      } catch (err) {
+        input.value = label.colour;
+        say(message, `The colour was not changed: ${err.message}`);
+      }
+      warnClose(project);
+    });
+    row.append(input, document.createTextNode(` ${label.value} · ${readableName(label.name, label.side)}`));
+    box.append(row);
+  }
+  warnClose(project);
+}
+
+/** Structures whose colours are hard to tell apart (less than 30 CIELAB units). */
+function warnClose(project) {
+  $("#colour-warnings").replaceChildren(...closePairs(project.labels).map(([a, b, d]) => Object.assign(
+    document.createElement("li"), { textContent: `${readableName(a.name)} and ${readableName(b.name)} are hard to tell apart (${d.toFixed(0)} CIELAB units).` })));
+}
+
+const colourProjects = page.projects.filter((p) => p.can_manage_members && p.labels.length);
+$("#colours-panel").hidden = !colourProjects.length;
+$("#colour-project").replaceChildren(...colourProjects.map((p) => option(p.id, p.name)));
+$("#colour-project").addEventListener("change", renderColours);
+renderColours();
 
 renderMembers();
 state.ready = Promise.all([loadPools(), loadLabelSets()]).catch((err) => say(message, `The page could not be loaded: ${err.message}`));

@@ -49,3 +49,32 @@ export function labelLegend(box, rows, values, extras = []) {
   const items = rows.filter((r) => r.value !== 0 && values.has(r.value)).map((r) => legendItem(r.name, r.colour));
   box.replaceChildren(...items, ...extras.map(([text, colour, pattern]) => legendItem(text, colour, pattern)));
 }
+
+/** CIELAB (D65) of "#rrggbb". */
+export function hexToLab(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  const lin = [(v >> 16) & 255, (v >> 8) & 255, v & 255].map((c) => {
+    const x = c / 255;
+    return x > 0.04045 ? ((x + 0.055) / 1.055) ** 2.4 : x / 12.92;
+  });
+  const xyz = [0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2], 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2],
+    0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]];
+  const f = xyz.map((t, k) => {
+    const r = t / [0.95047, 1, 1.08883][k];
+    return r > 0.008856 ? Math.cbrt(r) : 7.787 * r + 16 / 116;
+  });
+  return [116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])];
+}
+
+/** Pairs of structures whose colours are less than `limit` CIELAB units apart: [[a, b, distance]]. */
+export function closePairs(labels, limit = 30) {
+  const out = [];
+  const lab = labels.map((l) => hexToLab(l.colour));
+  for (let i = 0; i < labels.length; i++) {
+    for (let j = i + 1; j < labels.length; j++) {
+      const d = Math.hypot(...lab[i].map((v, k) => v - lab[j][k]));
+      if (d < limit) out.push([labels[i], labels[j], d]);
+    }
+  }
+  return out;
+}
