@@ -96,6 +96,9 @@ class Query(models.Model):
                                     related_name="+")
     answered_at = models.DateTimeField(null=True, blank=True)
     seconds_spent = models.FloatField(null=True, blank=True)  # reported by the annotator's client
+    # Pointer presses, keys and clicks that changed or confirmed labels, counted by the annotator's
+    # client: with n_queried, the input cost of an answered pixel (docs/annotator.md).
+    input_events = models.PositiveIntegerField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

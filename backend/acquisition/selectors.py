@@ -49,6 +49,10 @@ def _mac_row(rows) -> dict:
         # Eq. 7's auto-labels (under the step's guard) and, where a reference exists, the wrong ones.
         "auto_labelled_pixels": rows.get("auto") or 0,
         "auto_labelled_wrong": rows.get("auto_wrong"),
+        # The annotators' input events (Query.input_events) and the queried pixels of the answers that
+        # reported them: their ratio is the input cost of an answered pixel (docs/annotator.md).
+        "input_events": rows.get("inputs") or 0,
+        "input_pixels": rows.get("input_pixels") or 0,
     }
 
 
@@ -60,6 +64,8 @@ _AGG = {
     "seconds": Sum("seconds_spent"),
     "auto": Sum("n_auto_labelled"),
     "auto_wrong": Sum("n_auto_wrong"),
+    "inputs": Sum("input_events"),
+    "input_pixels": Sum("n_queried", filter=Q(input_events__isnull=False)),
 }
 
 

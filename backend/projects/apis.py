@@ -247,6 +247,26 @@ class LabelSetOutput(serializers.Serializer):
     created = serializers.DateTimeField()
 
 
+class ProjectLabelApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        colour = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", help_text="#rrggbb",
+                                        error_messages={"invalid": "Give the colour as #rrggbb (six hexadecimal "
+                                                                   "digits), for example #ee4444."})
+
+        class Meta:
+            ref_name = "LabelColour"
+
+    @extend_schema(request=InputSerializer, responses={200: LabelOutput, **ERRORS})
+    def patch(self, request, project_id: int, value: int):
+        """Change the colour of one structure of the project's label set (admin of every project using the set)."""
+        project = project_for(request.user, project_id, min_role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        label = services.label_colour_set(project=project, value=value, colour=data.validated_data["colour"],
+                                          user=request.user)
+        return Response(LabelOutput(label).data)
+
+
 class LabelSetListApi(APIView):
     class InputSerializer(serializers.Serializer):
         class LabelInput(serializers.Serializer):

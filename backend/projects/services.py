@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import Http404
 
 from backend.core.file_cleanup import delete_with_files
 from backend.core.names import check_unique_name
@@ -265,3 +266,24 @@ def label_set_create(*, name: str, description: str = "", labels: list[dict]) ->
         created[value].pair = created[twin]
         created[value].save(update_fields=["pair"])
     return label_set
+
+
+def label_colour_set(*, project: Project, value: int, colour: str, user) -> Label:
+    """Give structure ``value`` of ``project``'s label set the colour ``colour`` ("#rrggbb").
+
+    A label set is shared: the caller must administer every project that uses it (or be a
+    superuser), else PermissionDenied naming one they do not. Http404 when the set has no such value.
+    """
+    label_set = project.label_set
+    if not user.is_superuser:
+        administered = Membership.objects.filter(user=user, role=access.Role.ADMIN).values("project_id")
+        other = label_set.projects.exclude(pk__in=administered).order_by("name").first()
+        if other is not None:
+            raise PermissionDenied(f"The label set \"{label_set.name}\" is also used by project \"{other.name}\", "
+                                   "which you do not administer; ask a site administrator to change its colours.")
+    label = Label.objects.filter(label_set=label_set, value=value).first()
+    if label is None:
+        raise Http404(f"The label set \"{label_set.name}\" has no structure of value {value}.")
+    label.colour = colour.lower()
+    label.save(update_fields=["colour"])
+    return label

@@ -65,6 +65,7 @@ class AdminToolsView(LoginRequiredMixin, TemplateView):
         admin_ids = set(administered_projects(user).values_list("id", flat=True))
         projects = [{
             "id": p.id, "name": p.name, "can_manage_members": p.id in admin_ids,
+            "labels": labels_of(p) if p.id in admin_ids else [],
             "pools": list(p.pools.values("id", "name")),
             "members": [{"id": m.id, "user": m.user_id, "username": m.user.username, "role": m.role}
                         for m in Membership.objects.filter(project=p).select_related("user").order_by("user__username")],

@@ -1,6 +1,9 @@
 """Screenshots of every page into docs/screenshots/, taken with Playwright and Debian's chromium.
 
-    /work/venv/bin/python docs/scripts/screenshots.py
+    .venv/bin/python docs/scripts/screenshots.py
+
+The annotator, the dashboard and the scan viewer are also taken at 1280 x 720 and 1920 x 1080
+(``<page>-1280x720.png``, ``<page>-1920x1080.png``), the sizes docs/annotator.md checks.
 
 Runs on a throw-away data folder: migrates a fresh SQLite database, creates demo rows
 through the ORM (tests/browser/data.py: synthetic 512 x 512 phantom, no ML), serves the
@@ -18,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
+SIZES = [{"width": 1280, "height": 720}, {"width": 1920, "height": 1080}]
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync"]
 
@@ -48,7 +52,7 @@ def demo_rows(data_dir: Path) -> dict:
     from tests.browser.data import annotating_project, lead_history, scan_segmentation
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    hip, annotator, lead, _ = annotating_project(data_dir, settings)
+    hip, annotator, lead, _ = annotating_project(data_dir, settings, depth=120)  # reformats with some height
     thigh, _ = lead_history(data_dir, settings)
     lead_history(data_dir, settings, name="Thigh study, random pixels", strategy="random_pixels", gain=0.05)
     get_user_model().objects.create_superuser("admin", "admin@example.org", "pw-123456")
@@ -107,19 +111,26 @@ def shoot(rows: dict, url: str) -> None:
             return page.evaluate("""([x, y]) => { const v = window.annotator.viewer, r = v.stage.getBoundingClientRect();
                 return [r.left + (x + 0.5) * r.width / v.width, r.top + (y + 0.5) * r.height / v.height]; }""", [x, y])
 
+        # Part of the query answered (solid), the rest still the model's hatched suggestion.
         page.keyboard.press("3")
         page.mouse.move(*at(210, 240))
         page.mouse.down()
         for pt in [(250, 255), (300, 250), (325, 235)]:
             page.mouse.move(*at(*pt), steps=6)
         page.mouse.up()
-        page.keyboard.press("4")
-        page.keyboard.press("f")
-        page.mouse.click(*at(190, 310))
+        page.keyboard.press("`")
+        page.keyboard.press("i")
+        page.mouse.click(*at(330, 210))
         page.keyboard.press("b")
         page.keyboard.press("3")
         page.mouse.move(*at(260, 280))
         page.screenshot(path=OUT / "annotator.png")
+        for size in SIZES:
+            page.set_viewport_size(size)
+            page.click("#fit")
+            page.mouse.move(*at(262, 284))
+            page.wait_for_timeout(300)
+            page.screenshot(path=OUT / f"annotator-{size['width']}x{size['height']}.png")
 
         page = new_page()
         log_in(page, url, rows["lead"].username)
@@ -139,12 +150,23 @@ def shoot(rows: dict, url: str) -> None:
         page.click("#tau-form button[type=submit]")
         page.wait_for_timeout(800)
         page.screenshot(path=OUT / "dashboard.png", full_page=True)
+        for size in SIZES:
+            page.set_viewport_size(size)
+            page.evaluate("() => window.scrollTo(0, 0)")
+            page.wait_for_timeout(300)
+            page.screenshot(path=OUT / f"dashboard-{size['width']}x{size['height']}.png")
+        page.set_viewport_size({"width": 1440, "height": 900})
 
         page.goto(f"{url}/scans/{rows['scan'].id}/")
         page.wait_for_function("() => window.scanViewer && window.scanViewer.labels")
         page.check("#heat")
         page.wait_for_timeout(800)
         page.screenshot(path=OUT / "scan.png")
+        for size in SIZES:
+            page.set_viewport_size(size)
+            page.click("#fit")
+            page.wait_for_timeout(300)
+            page.screenshot(path=OUT / f"scan-{size['width']}x{size['height']}.png")
 
         page = new_page()
         log_in(page, url, "admin")
@@ -165,9 +187,9 @@ def main() -> None:
         data_dir = Path(tmp)
         setup_django(data_dir)
         rows = demo_rows(data_dir)
-        from backend.acquisition import services_steps
+        from backend.acquisition.steps import services as step_services
 
-        services_steps.enqueue_phase = lambda step: None  # no worker here: the step only shows its progress
+        step_services.enqueue_phase = lambda step: None  # no worker here: the step only shows its progress
         shoot(rows, serve())
     print(f"screenshots written to {OUT}")
 

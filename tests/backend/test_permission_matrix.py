@@ -84,6 +84,7 @@ TABLE = [
     Row("project-members", "POST", ADM, 201, {"username": "newcomer", "role": "annotator"}),
     Row("project-member-detail", "PATCH", ADM, 200, {"role": "lead"}),
     Row("project-member-detail", "DELETE", ADM, 204),
+    Row("project-label", "PATCH", ADM, 200, {"colour": "#123456"}),
     Row("label-set-list", "GET", SIGNED_IN, 200),
     Row("label-set-list", "POST", SIGNED_IN, 201,
         {"name": "new set", "labels": [{"value": 1, "name": "femur", "kind": "bone", "colour": "#ffeeaa"}]}),
@@ -121,6 +122,8 @@ TABLE = [
     Row("acq-held-out", "DELETE", L, ALLOWED),
     Row("acq-query-next", "POST", A, ALLOWED, {}),
     Row("acq-query", "GET", A, ALLOWED),
+    Row("acq-query-nearby", "GET", A, ALLOWED),
+    Row("acq-query-reformat", "GET", A, ALLOWED),
     Row("acq-query-claim", "POST", A, ALLOWED, {}),
     Row("acq-query-release", "POST", A, ALLOWED, {}),
     Row("acq-query-submit", "POST", A, ALLOWED, {}),
@@ -266,7 +269,7 @@ def _url(row: Row, world, side: str, user) -> str:
     values = {"project_id": w["project"].pk, "pool_id": w["pool"].pk, "scan_id": w["scan"].pk, "z": 1,
               "user_id": w["target"].pk, "label_set_id": w["label_set"].pk, "step_id": w["step"].pk,
               "query_id": w["query"].pk, "version_id": w["version"].pk, "segmentation_id": w["segmentation"].pk,
-              "kind": "report.csv", "name": "ct.nii.gz"}
+              "kind": "report.csv", "name": "ct.nii.gz", "value": 1}
     values["archive_id"] = world["archive"].pk
     if "job_id" in route:
         values["job_id"] = _import_job(world, side, user).pk

@@ -51,7 +51,7 @@ def phantom_hu(depth: int = 5) -> np.ndarray:
         sl[body] = 40 + rng.normal(0, 12, int(body.sum())).astype(np.int16)
         sl[body & ((yy - 256) ** 2 / 185**2 + (xx - 256) ** 2 / 215**2 > 1)] = -90  # subcutaneous fat
         for cx in (170, 342):
-            sl[(yy - 270) ** 2 + (xx - cx) ** 2 <= (26 + z) ** 2] = 700
+            sl[(yy - 270) ** 2 + (xx - cx) ** 2 <= (26 + min(z, 20)) ** 2] = 700
     return hu
 
 
@@ -69,14 +69,15 @@ def query_rasters(z: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mask, predicted, u.astype(np.float32)
 
 
-def annotating_project(tmp_path, settings):
-    """(project, annotator, lead, query ids): a step in state annotating with two open queries."""
+def annotating_project(tmp_path, settings, depth: int = 5):
+    """(project, annotator, lead, query ids): a step in state annotating with two open queries (z 2 and 3)
+    on a phantom of ``depth`` slices."""
     from tests.backend.factories import use_tmp_storage
 
     use_tmp_storage(settings, tmp_path)
     pool = PoolFactory()
     project = ProjectFactory(label_set=label_set(), pools=[pool], name="Hip study")
-    scan = scan_with_volume(pool, phantom_hu(), name="patient 007")
+    scan = scan_with_volume(pool, phantom_hu(depth), name="patient 007")
     annotator = UserFactory(username="anna")
     lead = UserFactory(username="leo")
     Membership.objects.create(project=project, user=annotator, role=Membership.Role.ANNOTATOR)

@@ -50,7 +50,7 @@ def test_the_dashboard_warns_that_the_uncertainty_is_no_signal_yet(app_page, asg
     assert len(predicted) == len(STRUCTURES) and set(predicted) == {"not given"}
     assert page.inner_text("#dice-heading") == "Dice (held-out slices)"
     psoas = page.locator("#structures tr", has_text="psoas major")
-    assert psoas.locator("td").nth(2).inner_text() == "n/a"
+    assert psoas.locator("td").nth(2).inner_text() == "—"  # no figure, and the reason beside it
     assert "absent from the reference and the prediction on every held-out slice" in psoas.inner_text()
     assert "1.000" not in page.inner_text("#structures")
     assert "Not a usable signal yet" in page.inner_text("#chart-psv")

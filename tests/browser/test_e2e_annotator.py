@@ -46,7 +46,7 @@ def test_annotator_paints_fills_undoes_and_submits_exactly_what_it_showed(app_pa
     query_id = page.evaluate("() => window.annotator.query.id")
     assert query_id == query_ids[0]
     mask, predicted, _ = query_rasters(2)
-    assert "gluteus maximus" in page.inner_text("#palette")
+    assert "gluteus maximus" in page.inner_text("#palette").lower()
 
     # Brush with "iliacus" (key 3) inside the query (the box y 200..319, x 180..339).
     page.keyboard.press("3")

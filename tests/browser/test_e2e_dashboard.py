@@ -46,7 +46,7 @@ def test_lead_starts_a_step_and_sees_live_progress_then_charts(app_page, asgi_se
     assert page.locator("#chart-mac-box svg rect").count() == 3
     assert page.locator("#chart-psv svg circle").count() == 6
     assert page.locator("#chart-psv svg line[stroke-dasharray]").count() == 1
-    assert "iliacus" in page.inner_text("#structures tr.flagged")
+    assert "iliacus" in page.inner_text("#structures tr.flagged").lower()
     assert "anna" in page.inner_text("#throughput") and "ben" in page.inner_text("#throughput")
     # The next step's cost beside "Start next step", and each step's auto-labelled pixels.
     page.wait_for_function("() => document.querySelector('#step-cost').textContent.includes('training after the answers')")

@@ -54,7 +54,7 @@ def test_scan_viewer_shows_the_models_labels_and_muscle_report(app_page, asgi_se
     page.wait_for_function("() => window.scanViewer && window.scanViewer.labels", timeout=8000)
     depth, height, width = seg.scan.shape
     assert page.evaluate("() => window.scanViewer.labels.length") == depth * height * width
-    report = page.inner_text("#report")
+    report = page.inner_text("#report").lower()
     assert "gluteus maximus" in report and "review" in report
     page.check("#heat")
     page.evaluate("() => document.activeElement.blur()")  # arrow keys on a checkbox stay with the checkbox

@@ -10,11 +10,14 @@ import binascii
 import zlib
 
 import numpy as np
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from backend.acquisition import codec
+from backend.acquisition.annotation.selectors import PLANES, answered_slices_near, query_reformat
 from backend.acquisition.annotation.services import (
     SubmissionRejected,
     query_claim,
@@ -22,10 +25,14 @@ from backend.acquisition.annotation.services import (
     query_release,
     query_submit,
 )
-from backend.acquisition.api_base import AcquisitionApi, project_of, query_of
+from backend.acquisition.api_base import AcquisitionApi, DownloadApi, project_of, query_of
 from backend.acquisition.models import Query
+from backend.imaging import slices
 
 _TIME = serializers.DateTimeField()
+# Bounds of the client's own figures: a day on one slice, a million inputs; beyond is a broken client.
+MAX_SECONDS = 24 * 3600.0
+MAX_INPUT_EVENTS = 1_000_000
 
 
 def _time(value) -> str | None:
@@ -40,13 +47,15 @@ def query_output(q: Query) -> dict:
             "lock_expires": _time(q.lock_expires), "claimed_at": _time(q.claimed_at),
             "answered_by": q.answered_by_id, "answered_at": _time(q.answered_at),
             "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent),
+            "input_events": q.input_events,
             "mask": codec.b64(q.mask), "predicted": codec.b64(q.predicted), "uncertainty": codec.b64(q.uncertainty)}
 
 
 def submission_output(q: Query) -> dict:
     """What answering a query returns (``QuerySubmitOutput``); the fast path sends the same."""
     return {"id": q.id, "status": q.status, "answered_by": q.answered_by_id, "answered_at": _time(q.answered_at),
-            "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent), "n_queried": q.n_queried}
+            "seconds_spent": None if q.seconds_spent is None else float(q.seconds_spent),
+            "input_events": q.input_events, "n_queried": q.n_queried}
 
 
 # The two output serializers document the API; query_output and submission_output build
@@ -69,6 +78,7 @@ class QueryOutput(serializers.Serializer):
     answered_by = serializers.IntegerField(allow_null=True)
     answered_at = serializers.DateTimeField(allow_null=True)
     seconds_spent = serializers.FloatField(allow_null=True)
+    input_events = serializers.IntegerField(allow_null=True)
     mask = serializers.CharField(help_text="base64 of np.packbits(row-major bool mask)")
     predicted = serializers.CharField(help_text="base64 of zlib(uint8 row-major labels)")
     uncertainty = serializers.CharField(help_text="base64 of zlib(float16 little-endian row-major u)")
@@ -95,6 +105,55 @@ class QueryDetailApi(AcquisitionApi):
         return Response(QueryOutput(query_of(request, project_id, query_id)).data)
 
 
+class NearbySliceOutput(serializers.Serializer):
+    z = serializers.IntegerField()
+    source = serializers.CharField(help_text="reference (a reference label map) or query (an answered query)")
+    labels = serializers.CharField(help_text="base64 of zlib(uint8 row-major labels); 255 = unlabelled")
+    answered = serializers.CharField(help_text="base64 of np.packbits(row-major mask): labels a person gave")
+
+    def to_representation(self, instance) -> dict:
+        return {"z": instance.z, "source": instance.source, "labels": codec.b64(instance.labels),
+                "answered": codec.b64(instance.answered)}
+
+
+class QueryNearbyApi(AcquisitionApi):
+    """The labelled slices of the query's scan nearest below and above it (at most one each side, no
+    held-out slice): a starting point to copy, or two ends to interpolate between."""
+
+    @extend_schema(responses={200: NearbySliceOutput(many=True)})
+    def get(self, request, project_id: int, query_id: int):
+        query = query_of(request, project_id, query_id)
+        return Response(NearbySliceOutput(answered_slices_near(query), many=True).data)
+
+
+class QueryReformatApi(DownloadApi):
+    """The coronal or sagittal plane through the query's scan, raw int16 HU (``X-Shape``: Z, width),
+    with ``X-Spacing`` (mm along z, mm in the plane) for its aspect; the query's slice is row ``z``."""
+
+    class InputSerializer(serializers.Serializer):
+        plane = serializers.ChoiceField(choices=sorted(PLANES), help_text="coronal (fixed y) or sagittal (fixed x)")
+        at = serializers.IntegerField(min_value=0, help_text="the y (coronal) or x (sagittal) of the plane")
+
+    @extend_schema(parameters=[InputSerializer], responses={
+        (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="int16 little-endian")})
+    def get(self, request, project_id: int, query_id: int):
+        query = query_of(request, project_id, query_id)
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        try:
+            plane = query_reformat(query, params.validated_data["plane"], params.validated_data["at"])
+        except ValueError as exc:
+            raise serializers.ValidationError({"at": [str(exc)]}) from exc
+        response = HttpResponse(slices.raw_bytes(plane, "<i2"), content_type="application/octet-stream")
+        for name, value in slices.raw_headers(plane.shape, "<i2").items():
+            response[name] = value
+        spacing = query.scan.geometry.get("spacing") or [1.0, 1.0, 1.0]
+        in_plane = spacing[2] if params.validated_data["plane"] == "coronal" else spacing[1]
+        response["X-Spacing"] = f"{float(spacing[0]):.6g},{float(in_plane):.6g}"
+        response["Access-Control-Expose-Headers"] += ", X-Spacing"
+        return response
+
+
 class QueryClaimApi(AcquisitionApi):
     """Lock (or renew the lock of) one query; 409 when another annotator holds it."""
 
@@ -117,7 +176,11 @@ class QuerySubmitApi(AcquisitionApi):
         labels = serializers.CharField(help_text="base64 of H*W uint8 labels in row-major order; 255 outside "
                                                  "the query (and nowhere inside it)")
         encoding = serializers.ChoiceField(choices=["raw", "zlib"], default="raw")
-        seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0.0)
+        seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0.0,
+                                               max_value=MAX_SECONDS)
+        input_events = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=MAX_INPUT_EVENTS,
+            help_text="pointer presses, clicks and keys that changed or confirmed labels (the client's count)")
 
     @extend_schema_serializer(component_name="QuerySubmitOutput")
     class OutputSerializer(serializers.Serializer):
@@ -126,6 +189,7 @@ class QuerySubmitApi(AcquisitionApi):
         answered_by = serializers.IntegerField(allow_null=True)
         answered_at = serializers.DateTimeField(allow_null=True)
         seconds_spent = serializers.FloatField(allow_null=True)
+        input_events = serializers.IntegerField(allow_null=True)
         n_queried = serializers.IntegerField()
 
         def to_representation(self, instance: Query) -> dict:
@@ -138,7 +202,8 @@ class QuerySubmitApi(AcquisitionApi):
         data.is_valid(raise_exception=True)
         labels = decode_labels(data.validated_data["labels"], data.validated_data["encoding"], pixels(query))
         query = query_submit(query=query, user=request.user, labels=labels,
-                             seconds_spent=data.validated_data.get("seconds_spent"))
+                             seconds_spent=data.validated_data.get("seconds_spent"),
+                             input_events=data.validated_data.get("input_events"))
         return Response(self.OutputSerializer(query).data, status=status.HTTP_201_CREATED)
 
 

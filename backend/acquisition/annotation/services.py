@@ -170,7 +170,7 @@ def _check_answer(query: Query, labels: np.ndarray, allowed: set[int]) -> tuple[
 
 
 def query_submit(*, query: Query, user: User, labels: np.ndarray, seconds_spent: float | None,
-                 label_values: set[int] | None = None) -> Query:
+                 input_events: int | None = None, label_values: set[int] | None = None) -> Query:
     """Store an answer: labels (H*W uint8, 255 outside the query) for exactly the queried pixels.
 
     The answer is checked before any lock is taken; then, atomically, a conditional
@@ -181,6 +181,7 @@ def query_submit(*, query: Query, user: User, labels: np.ndarray, seconds_spent:
     last submission to commit sees every other one, so one of them always finds zero,
     and concurrent submissions of one step never queue behind each other.
     ``label_values``: those of the project's label set, if the caller read them already.
+    ``seconds_spent`` and ``input_events``: the client's time and input count on this query (stored as given).
     """
     if not (Query.step.is_cached(query) and AcquisitionStep.project.is_cached(query.step)):
         query = Query.objects.select_related("step__project").get(pk=query.pk)
@@ -193,7 +194,8 @@ def query_submit(*, query: Query, user: User, labels: np.ndarray, seconds_spent:
     allowed = label_values | {0}
     merged, mask = _check_answer(query, labels, allowed)
     answer = {"status": Query.Status.ANSWERED, "answer": codec.pack_labels(merged[mask]), "answered_by": user,
-              "answered_at": now, "assignee": user, "lock_expires": None, "seconds_spent": seconds_spent}
+              "answered_at": now, "assignee": user, "lock_expires": None, "seconds_spent": seconds_spent,
+              "input_events": input_events}
     if not _store_answer(query, answer, merged, mask):
         query.refresh_from_db()
         step.refresh_from_db()

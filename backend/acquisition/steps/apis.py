@@ -109,7 +109,7 @@ class StepQueriesApi(AcquisitionApi):
         class Meta:
             model = Query
             fields = ["id", "scan", "z", "status", "n_queried", "n_pixels", "assignee", "lock_expires",
-                      "answered_by", "answered_at", "seconds_spent"]
+                      "answered_by", "answered_at", "seconds_spent", "input_events"]
 
     @extend_schema(responses={200: OutputSerializer(many=True)})
     def get(self, request, project_id: int, step_id: int):

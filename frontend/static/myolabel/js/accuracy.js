@@ -3,14 +3,38 @@
 // not yet a usable signal, and the evaluation set (held-out slices or whole test scans).
 
 import { api, fmt } from "./api.js";
+import { readableName } from "./labels.js";
 
 const $ = (sel) => document.querySelector(sel);
 const SET_WORDS = { held_out_slices: "held-out slices", test_scans: "test scans" };
 
-/** Text of one figure: its value, or "n/a" when its status says it is unavailable. */
+/** Text of one figure: its value, or "—" when its status says it is unavailable (the reason is in the
+ *  row's status cell). A structure of old metrics (stored before figures had a status) that is absent from the evaluation data
+ *  (no PSV, no predicted Dice) has a Dice of exactly 0 or 1 that measures nothing: "—" too. */
 function figure(s, name, text) {
-  const ok = !s.status || s.status[name] === "ok";
-  return ok ? text(s[name]) : "n/a";
+  if (s.status && s.status[name] !== "ok") return "—";
+  if (absentLegacy(s) && name === "dice") return "—";
+  return s[name] == null ? "—" : text(s[name]);
+}
+
+function absentLegacy(s) {
+  return s.psv == null && s.predicted_dice == null && (s.dice === 0 || s.dice === 1);
+}
+
+/** A PSV as a plain decimal with three significant digits (0.0552, 0.00123), never "5.52e-2". */
+export function psvText(v) {
+  if (v === 0) return "0";
+  const digits = Math.max(0, Math.min(8, 2 - Math.floor(Math.log10(Math.abs(v)))));
+  return v.toFixed(digits);
+}
+
+/** A short status of the row: measured, or why not (absent from the data, no signal...). */
+function rowStatus(s) {
+  if (absentLegacy(s)) return "absent from the evaluation data";
+  const st = s.status || {};
+  if (st.dice && st.dice !== "ok") return "no Dice";
+  if (st.predicted_dice && st.predicted_dice !== "ok") return "no predicted Dice";
+  return "";
 }
 
 /** Reasons shared by every structure (said once above the table) and the rest (per row). */
@@ -40,21 +64,23 @@ export function renderAccuracy(model, reviewBelow) {
   tbody.replaceChildren();
   const key = (s) => (s.predicted_dice ?? s.dice ?? Infinity);
   for (const s of [...rows].sort((a, b) => key(a) - key(b))) {
-    const value = s.predicted_dice ?? s.dice;
+    const value = absentLegacy(s) ? null : (s.predicted_dice ?? s.dice);
     const tr = document.createElement("tr");
     tr.innerHTML = `<td></td><td class="num predicted"></td><td class="num"></td><td class="num"></td><td></td><td class="why muted"></td>`;
-    tr.children[0].textContent = s.name;
+    tr.children[0].textContent = readableName(s.name);
     tr.children[1].textContent = signal.usable === false ? "not given" : figure(s, "predicted_dice", fmt);
     tr.children[2].textContent = figure(s, "dice", fmt);
     if (s.n_rows) tr.children[2].title = `mean of ${s.n_rows} ${set === "test_scans" ? "test scan(s)" : "held-out slice(s)"}`;
-    tr.children[3].textContent = figure(s, "psv", (v) => v.toExponential(2));
+    tr.children[3].textContent = figure(s, "psv", psvText);
     if (value != null && value < reviewBelow) {
       tr.children[4].textContent = "review";
       tr.children[4].className = "flag";
       tr.classList.add("flagged");
     }
     const own = [...new Set(Object.values(s.reasons || {}))].filter((why) => why !== signal.warning && !notes.includes(why));
-    tr.children[5].textContent = own.join(" ");
+    const status = rowStatus(s);
+    tr.children[5].textContent = [status && !own.length ? `${status}.` : "", ...own].filter(Boolean).join(" ");
+    if (status) tr.dataset.status = status;
     tbody.append(tr);
   }
   if (!rows.length) {

@@ -1,12 +1,13 @@
 // Pools, chunked CT uploads with a progress bar per file, import results, members and roles.
 
 import { api, liveEvents, pageData, say } from "./api.js";
+import { closePairs, readableName } from "./labels.js";
 
 const page = pageData();
 const $ = (sel) => document.querySelector(sel);
 const message = $("#message");
 const CHUNK = 8 * 1024 * 1024;
-const state = { pools: [], job: null };
+const state = { pools: [], job: null, shownPool: null };
 window.adminTools = state;
 
 function option(value, text) {
@@ -31,10 +32,16 @@ async function loadPools() {
     tbody.append(tr);
   }
   if (!state.pools.length) tbody.innerHTML = `<tr><td colspan="3" class="empty">No pool yet: create one below.</td></tr>`;
+  // The pool chosen for the next import stays chosen: the next batch must land where the last one did.
+  const chosen = $("#upload-pool").value;
   $("#upload-pool").replaceChildren(...state.pools.map((p) => option(p.id, p.name)));
+  if (state.pools.some((p) => String(p.id) === chosen)) $("#upload-pool").value = chosen;
+  const shown = state.shownPool && state.pools.find((p) => p.id === state.shownPool);
+  if (shown) await showScans(shown);
 }
 
 async function showScans(pool) {
+  state.shownPool = pool.id;
   const box = $("#pool-scans");
   const scans = await api(`/api/pools/${pool.id}/scans/`);
   box.innerHTML = `<h2></h2><ul class="scan-list"></ul>`;
@@ -44,7 +51,8 @@ async function showScans(pool) {
     li.innerHTML = `<a></a> <span class="muted"></span>`;
     li.firstChild.href = `/scans/${s.id}/`;
     li.firstChild.textContent = s.name;
-    li.lastChild.textContent = `${s.shape.join(" × ")} voxels · ${s.status}`;
+    li.lastChild.textContent = `${s.shape.join(" × ")} voxels · ${s.status}` +
+      (s.reference_label_sets && s.reference_label_sets.length ? " · reference labels" : "");
     box.querySelector("ul").append(li);
   }
   if (!scans.length) box.querySelector("ul").outerHTML = `<p class="empty">No scan in this pool yet.</p>`;
@@ -66,8 +74,11 @@ $("#pool-form").addEventListener("submit", async (e) => {
 // ---------- uploads ----------
 
 $("#upload-folder").addEventListener("change", (e) => { $("#upload-files").webkitdirectory = e.target.checked; });
+// A reference label map is one volume file: never a zip, a DICOM slice or a MetaImage's raw data.
+const LABEL_MAP = /\.(nii|nii\.gz|mha|mhd|nrrd|nhdr)$/i;
+
 $("#upload-files").addEventListener("change", () => {
-  const files = [...$("#upload-files").files];
+  const files = [...$("#upload-files").files].filter((f) => LABEL_MAP.test(nameOf(f)));
   $("#upload-labels").replaceChildren(option("", "none"), ...files.map((f) => option(nameOf(f), nameOf(f))));
 });
 
@@ -106,9 +117,17 @@ function showResults(job) {
   const ok = job.results.filter((r) => r.status === "imported");
   for (const r of job.results.filter((x) => x.status === "failed")) {
     const li = document.createElement("li");
-    li.textContent = `${r.name}: ${r.error}`;
+    // The server's message often starts with the file's name already: say it once.
+    li.textContent = String(r.error || "").startsWith(`${r.name}:`) ? r.error : `${r.name}: ${r.error}`;
     errors.append(li);
   }
+  const links = $("#upload-scans");
+  links.replaceChildren(...ok.map((r) => {
+    const li = document.createElement("li");
+    const a = Object.assign(document.createElement("a"), { href: `/scans/${r.scan_id}/`, textContent: `Open ${r.name}` });
+    li.append(a);
+    return li;
+  }));
   const failed = job.results.length - ok.length;
   $("#upload-status").className = failed ? "warn" : "ok";
   $("#upload-status").textContent = job.status === "failed" && !job.results.length
@@ -132,6 +151,7 @@ $("#upload-form").addEventListener("submit", async (e) => {
   if (!files.length) { say(message, "Choose the files to import first."); return; }
   $("#upload-list").replaceChildren();
   $("#upload-errors").replaceChildren();
+  $("#upload-scans").replaceChildren();
   say(message, "");
   $("#upload-start").disabled = true;
   try {
@@ -232,6 +252,47 @@ async function loadLabelSets() {
   const list = Array.isArray(sets) ? sets : sets.results || [];
   $("#upload-label-set").append(...list.map((s) => option(s.id, s.name)));
 }
+
+// ---------- structure colours ----------
+
+function renderColours() {
+  const project = page.projects.find((p) => String(p.id) === $("#colour-project").value);
+  const box = $("#colours");
+  box.replaceChildren();
+  if (!project) return;
+  for (const label of project.labels) {
+    const row = document.createElement("label");
+    row.className = "inline colour-row";
+    const input = Object.assign(document.createElement("input"), { type: "color", value: label.colour });
+    input.dataset.value = label.value;
+    input.addEventListener("change", async () => {
+      try {
+        const saved = await api(`/api/projects/${project.id}/labels/${label.value}/`, { method: "PATCH", body: { colour: input.value } });
+        label.colour = saved.colour;
+        say(message, `${readableName(label.name)} is now ${saved.colour} in ${project.name}.`, "ok");
+      } catch (err) {
+        input.value = label.colour;
+        say(message, `The colour was not changed: ${err.message}`);
+      }
+      warnClose(project);
+    });
+    row.append(input, document.createTextNode(` ${label.value} · ${readableName(label.name, label.side)}`));
+    box.append(row);
+  }
+  warnClose(project);
+}
+
+/** Structures whose colours are hard to tell apart (less than 30 CIELAB units). */
+function warnClose(project) {
+  $("#colour-warnings").replaceChildren(...closePairs(project.labels).map(([a, b, d]) => Object.assign(
+    document.createElement("li"), { textContent: `${readableName(a.name)} and ${readableName(b.name)} are hard to tell apart (${d.toFixed(0)} CIELAB units).` })));
+}
+
+const colourProjects = page.projects.filter((p) => p.can_manage_members && p.labels.length);
+$("#colours-panel").hidden = !colourProjects.length;
+$("#colour-project").replaceChildren(...colourProjects.map((p) => option(p.id, p.name)));
+$("#colour-project").addEventListener("change", renderColours);
+renderColours();
 
 renderMembers();
 state.ready = Promise.all([loadPools(), loadLabelSets()]).catch((err) => say(message, `The page could not be loaded: ${err.message}`));

@@ -30,9 +30,11 @@ function extent(values, pad = 0.05) {
   return [lo - d, hi + d];
 }
 
+/** Axis numbers as plain decimals (0.005, 0.0003), as a reader of the dashboard writes them; only
+ *  values beyond a million or below a millionth fall back to powers of ten. */
 function tickText(v) {
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-2 || a >= 1e5)) return v.toExponential(1);
+  if (a !== 0 && (a < 1e-6 || a >= 1e6)) return v.toExponential(1);
   return String(Number(v.toPrecision(4)));
 }
 
@@ -94,7 +96,7 @@ export function scatterFit(points, { alpha, beta, xLabel, yLabel, flag = () => f
   }
   for (const p of points) {
     const dot = el("circle", { cx: f.x(p.x), cy: f.y(p.y), r: 4.5, fill: flag(p) ? "#b3262d" : "#2a6fdb", "fill-opacity": 0.8 });
-    dot.append(el("title", {}, `${p.label}: PSV ${p.x.toExponential(2)}, Dice ${p.y.toFixed(3)}`));
+    dot.append(el("title", {}, `${p.label}: PSV ${Number(p.x.toPrecision(3))}, Dice ${p.y.toFixed(3)}`));
     f.plot.append(dot);
   }
   return f.svg;

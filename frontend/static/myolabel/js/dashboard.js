@@ -141,6 +141,19 @@ function cumulativeMac(mac) {
   return out;
 }
 
+/** "tau 0.005" or "tau 0.005 at steps 1–2, 0.01 at step 3": each step with the tau it ran with. */
+export function tauText(steps) {
+  const runs = [];
+  for (const s of [...steps].sort((a, b) => a.number - b.number)) {
+    const last = runs[runs.length - 1];
+    if (last && last.tau === s.tau) last.to = s.number;
+    else runs.push({ tau: s.tau, from: s.number, to: s.number });
+  }
+  if (!runs.length) return "";
+  if (runs.length === 1) return `tau ${runs[0].tau}`;
+  return "tau " + runs.map((r) => `${r.tau} at step${r.from === r.to ? ` ${r.from}` : `s ${r.from}–${r.to}`}`).join(", ");
+}
+
 /** Learning-curve series of one project, one per strategy its steps used: {name, byStep, byMac}. */
 function curves(run, prefix = "") {
   const models = run.models.filter((m) => m.step_number != null && meanDice(m) != null);
@@ -149,8 +162,10 @@ function curves(run, prefix = "") {
   const cumulative = cumulativeMac(run.mac);
   return [...new Set(models.map(strategyOf))].map((strategy) => {
     const mine = models.filter((m) => strategyOf(m) === strategy);
+    // Each point's own step says which tau it ran with: a later change of tau relabels nothing.
+    const taus = strategy === "tau" ? tauText(mine.map((m) => stepOf.get(m.step_number)).filter((s) => s && s.tau != null)) : "";
     return {
-      name: `${prefix}${strategy}${strategy === "tau" && run.tau != null ? ` (tau ${run.tau})` : ""}`,
+      name: `${prefix}${strategy}${taus ? ` (${taus})` : ""}`,
       byStep: mine.map((m) => [m.step_number, meanDice(m)]),
       byMac: mine.map((m) => [cumulative.get(m.step_number), meanDice(m)]).filter((p) => p[0] != null),
     };
@@ -158,8 +173,7 @@ function curves(run, prefix = "") {
 }
 
 function renderCharts(queriesByStep) {
-  const own = { models: state.models, steps: state.steps, mac: state.mac, strategy: project.strategy,
-    tau: state.steps.length ? state.steps[state.steps.length - 1].tau : project.tau };
+  const own = { models: state.models, steps: state.steps, mac: state.mac, strategy: project.strategy };
   const runs = [...curves(own, Object.keys(state.compared).length ? `${project.name}: ` : ""),
     ...Object.values(state.compared).flatMap((r) => curves(r, `${r.name}: `))];
   const series = (key) => runs.map((r, k) => ({ name: r.name, colour: PALETTE[k % PALETTE.length], points: r[key] }))
@@ -202,7 +216,8 @@ function renderThroughput() {
     const hours = a.seconds_spent / 3600;
     const tr = document.createElement("tr");
     for (const [text, num] of [[a.username, false], [a.answered, true], [a.queried_pixels, true], [duration(a.seconds_spent), true],
-      [hours > 0 ? (a.answered / hours).toFixed(1) : "–", true], [a.seconds_spent > 0 ? Math.round(a.queried_pixels / (a.seconds_spent / 60)) : "–", true]]) {
+      [hours > 0 ? (a.answered / hours).toFixed(1) : "–", true], [a.seconds_spent > 0 ? Math.round(a.queried_pixels / (a.seconds_spent / 60)) : "–", true],
+      [a.input_pixels ? (a.input_events / a.input_pixels).toPrecision(2) : "–", true]]) {
       const td = document.createElement("td");
       td.textContent = String(text);
       if (num) td.className = "num";
@@ -210,7 +225,7 @@ function renderThroughput() {
     }
     tbody.append(tr);
   }
-  if (!tbody.children.length) tbody.innerHTML = `<tr><td colspan="6" class="empty">No answered query yet.</td></tr>`;
+  if (!tbody.children.length) tbody.innerHTML = `<tr><td colspan="7" class="empty">No answered query yet.</td></tr>`;
 }
 
 // ---------- data ----------
@@ -283,8 +298,7 @@ async function toggleCompare(other, on) {
   const b = `/api/projects/${other.id}`;
   try {
     const [steps, models, mac] = await Promise.all([api(`${b}/steps/`), api(`${b}/models/`), api(`${b}/acquisition/mac/`)]);
-    state.compared[other.id] = { name: other.name, strategy: other.strategy, steps, models, mac,
-      tau: steps.length ? steps[steps.length - 1].tau : null };
+    state.compared[other.id] = { name: other.name, strategy: other.strategy, steps, models, mac };
   } catch (err) {
     say(message, `${other.name} could not be added to the charts: ${err.message}`);
   }
@@ -330,8 +344,22 @@ $("#cancel").addEventListener("click", async () => {
   await refresh();
 });
 
+/** What is wrong with the tau and target MAC fields, or "" (checked here: the browser's own tooltip
+ *  is easy to miss and left the previous result on screen). */
+function tauFormError() {
+  const tau = $("#tau").value.trim(), target = $("#target-mac").value.trim();
+  if (!tau && !target) return "Give a tau or a target MAC.";
+  if (tau && (!Number.isFinite(Number(tau)) || Number(tau) < 0)) return `tau must be a number of 0 or more, not "${tau}".`;
+  if (target && (!Number.isFinite(Number(target)) || Number(target) <= 0 || Number(target) > 1)) {
+    return `The target MAC is a share of the pixels: a number above 0 and at most 1, not "${target}".`;
+  }
+  return "";
+}
+
 $("#tau-form").addEventListener("submit", async (e) => {
   e.preventDefault();
+  const wrong = tauFormError();
+  if (wrong) { $("#tau-result").className = "notice error"; $("#tau-result").textContent = wrong; return; }
   const params = new URLSearchParams();
   if ($("#tau").value) params.set("tau", $("#tau").value);
   if ($("#target-mac").value) params.set("target_mac", $("#target-mac").value);
@@ -354,6 +382,12 @@ $("#tau-form").addEventListener("submit", async (e) => {
 
 $("#tau-save").addEventListener("click", async () => {
   const out = $("#tau-result");
+  const tau = $("#tau").value.trim();
+  if (!tau || !Number.isFinite(Number(tau)) || Number(tau) < 0) {
+    out.className = "notice error";
+    out.textContent = `tau was not saved: it must be a number of 0 or more, not "${tau}".`;
+    return;
+  }
   try {
     const r = await api(`${base}/acquisition/settings/`, { method: "PATCH", body: { tau: Number($("#tau").value) } });
     out.className = "notice ok";

@@ -1,15 +1,19 @@
-// Any scan with the current model's labels and uncertainty, and its per-muscle report.
+// Any scan with the current model's labels or its reference labels, the uncertainty, and the
+// per-muscle report. The wheel moves through the slices as in every radiology viewer (Ctrl+wheel zooms).
 
 import { api, fmt, liveEvents, pageData, say } from "./api.js";
-import { colourTable, presetOf } from "./annotator/render.js";
+import { colourTable, HEAT_RGB, presetOf } from "./annotator/render.js";
+import { readoutText } from "./annotator/pointer.js";
 import { SliceViewer } from "./annotator/viewer.js";
+import { labelLegend, legendItem, paletteRows, readableName } from "./labels.js";
 
 const page = pageData();
 const scan = page.scan;
 const [depth, height, width] = scan.shape;
 const $ = (sel) => document.querySelector(sel);
 const message = $("#message");
-const state = { z: Math.floor(depth / 2), project: null, segmentation: null, labels: null, lut: null, heat: false, live: null };
+const state = { z: Math.floor(depth / 2), project: null, segmentation: null, labels: null, lut: null, heat: false, live: null,
+  overlay: "model", references: [], reference: null, slice: null, hu: null };
 window.scanViewer = state;
 
 const viewer = new SliceViewer($("#viewport"), width, height);
@@ -31,6 +35,17 @@ async function readNifti(resp) {
   return { dims, data: bytes.subarray(offset) };
 }
 
+/** The label slice the overlay shows: the model's, the reference's, or none. */
+async function labelSlice(z) {
+  const n = width * height;
+  if (state.overlay === "model" && state.labels) return { values: state.labels.subarray(z * n, (z + 1) * n), ...state.modelColours };
+  if (state.overlay === "reference" && state.reference) {
+    const resp = await api(`/api/scans/${scan.id}/labels/${z}.raw?label_set=${state.reference.id}`, { raw: true });
+    return { values: new Uint8Array(await resp.arrayBuffer()), lut: state.reference.lut, rows: state.reference.rows };
+  }
+  return null;
+}
+
 async function showSlice() {
   const z = state.z;
   $("#z").value = z;
@@ -38,16 +53,22 @@ async function showSlice() {
   try {
     const resp = await api(`/api/scans/${scan.id}/slices/${z}.raw`, { raw: true });
     if (z !== state.z) return;
-    viewer.setCt(new Int16Array(await resp.arrayBuffer()));
+    state.hu = new Int16Array(await resp.arrayBuffer());
+    viewer.setCt(state.hu);
   } catch (err) {
     say(message, `Slice ${z} could not be loaded: ${err.message}`);
   }
-  if (state.labels) {
-    const n = width * height, slice = state.labels.subarray(z * n, (z + 1) * n);
-    viewer.renderLabels((i) => slice[i], state.lut);
-  } else {
-    viewer.renderLabels(() => 0, new Uint8Array(1024));
+  let slice = null;
+  try {
+    slice = await labelSlice(z);
+  } catch (err) {
+    say(message, `The labels of slice ${z} could not be loaded: ${err.message}`);
   }
+  if (z !== state.z) return;
+  state.slice = slice;
+  if (slice) viewer.renderLabels((i) => slice.values[i], slice.lut);
+  else viewer.renderLabels(() => 0, new Uint8Array(1024));
+  renderLegend();
   if (state.heat && state.segmentation) {
     try {
       const resp = await api(`/api/scans/${scan.id}/uncertainty/${z}.raw?project=${state.project.id}`, { raw: true });
@@ -80,7 +101,7 @@ function renderReport(rows) {
     const colour = (state.project.labels.find((l) => l.value === r.value) || {}).colour || "#999";
     tr.children[0].innerHTML = `<span class="swatch inline-swatch"></span> `;
     tr.children[0].firstChild.style.background = colour;  // CSSOM: allowed by the page's CSP
-    tr.children[0].append(r.name);
+    tr.children[0].append(readableName(r.name));
     tr.children[1].textContent = r.volume_ml == null ? "–" : Number(r.volume_ml).toFixed(1);
     tr.children[2].textContent = r.status && r.status.predicted_dice === "unavailable" ? "n/a" : fmt(r.predicted_dice);
     if (r.predicted_dice != null && r.predicted_dice < threshold) { tr.children[3].textContent = "review"; tr.children[3].className = "flag"; }
@@ -94,6 +115,7 @@ async function loadProject() {
   state.labels = null;
   state.segmentation = null;
   state.lut = colourTable(project.labels);
+  state.modelColours = { lut: state.lut, rows: paletteRows(project.labels) };
   $("#segment").hidden = true;
   const base = `/api/projects/${project.id}`;
   try {
@@ -139,6 +161,7 @@ $("#z").addEventListener("input", (e) => { state.z = Number(e.target.value); sho
 for (const b of document.querySelectorAll("[data-preset]")) b.addEventListener("click", () => viewer.setWindow(presetOf(b).window, presetOf(b).level));
 $("#opacity").addEventListener("input", (e) => viewer.setOpacity(Number(e.target.value) / 100));
 $("#heat").addEventListener("change", (e) => { state.heat = e.target.checked; viewer.show("heat", state.heat); showSlice(); });
+$("#fit").title = "Fit the slice to the view";
 $("#fit").addEventListener("click", () => viewer.fit());
 $("#segment").addEventListener("click", async () => {
   try {
@@ -166,7 +189,50 @@ vp.addEventListener("pointermove", (e) => {
   else { viewer.panBy(e.clientX - drag.x, e.clientY - drag.y); drag.x = e.clientX; drag.y = e.clientY; }
 });
 vp.addEventListener("pointerup", () => { drag = null; });
-vp.addEventListener("wheel", (e) => { e.preventDefault(); viewer.zoomAt(e.deltaY < 0 ? 1.15 : 1 / 1.15, e.clientX, e.clientY); }, { passive: false });
+vp.addEventListener("wheel", (e) => {
+  e.preventDefault();
+  if (e.ctrlKey || e.metaKey) { viewer.zoomAt(e.deltaY < 0 ? 1.15 : 1 / 1.15, e.clientX, e.clientY); return; }
+  const step = e.deltaY > 0 ? 1 : e.deltaY < 0 ? -1 : 0;
+  const z = Math.min(depth - 1, Math.max(0, state.z + step));
+  if (z !== state.z) { state.z = z; showSlice(); }
+}, { passive: false });
+vp.addEventListener("pointermove", (e) => {
+  const p = viewer.toPixel(e.clientX, e.clientY);
+  const x = Math.floor(p.x), y = Math.floor(p.y);
+  if (x < 0 || y < 0 || x >= width || y >= height) { $("#readout").textContent = ""; return; }
+  const i = y * width + x;
+  const value = state.slice ? state.slice.values[i] : 0;
+  const row = state.slice && state.slice.rows.find((r) => r.value === value);
+  $("#readout").textContent = readoutText({ x, y, hu: state.hu ? state.hu[i] : null, name: value && row ? row.name : "",
+    source: state.slice ? (state.overlay === "model" ? "model" : "reference") : "" }) + ` · z ${state.z}`;
+});
+
+function renderLegend() {
+  const present = new Set(state.slice ? state.slice.values : []);
+  const extras = state.heat ? [["uncertainty (brighter: less sure)", `rgb(${HEAT_RGB.join(",")})`, "heat"]] : [];
+  labelLegend($("#legend"), state.slice ? state.slice.rows : [], present, extras);
+  if (!state.slice) $("#legend").prepend(legendItem(state.overlay === "none" ? "no labels shown" : "no labels for this view yet", null, "hidden-swatch"));
+}
+
+/** The overlays this scan has: its model's segmentation (per project) and its reference label maps. */
+async function loadReferences() {
+  const detail = await api(`/api/scans/${scan.id}/`);
+  state.references = await Promise.all((detail.reference_label_sets || []).map(async (id) => {
+    const set = await api(`/api/label-sets/${id}/`);
+    return { id, name: set.name, lut: colourTable(set.labels), rows: paletteRows(set.labels) };
+  }));
+  const select = $("#overlay");
+  for (const ref of state.references) select.append(Object.assign(document.createElement("option"), { value: `ref-${ref.id}`, textContent: `Reference labels (${ref.name})` }));
+  if (state.references.length) { select.value = `ref-${state.references[0].id}`; chooseOverlay(); }
+}
+
+function chooseOverlay() {
+  const v = $("#overlay").value;
+  state.overlay = v.startsWith("ref-") ? "reference" : v;
+  state.reference = state.references.find((r) => `ref-${r.id}` === v) || null;
+  showSlice();
+}
+$("#overlay").addEventListener("change", chooseOverlay);
 
 function openLive() {
   if (state.live) state.live.close();
@@ -177,11 +243,14 @@ function openLive() {
   });
 }
 
+// The CT shows at once; the model's results and the reference labels come when they are read.
+showSlice();
+const references = loadReferences().catch((err) => say(message, `The reference labels could not be listed: ${err.message}`));
 if (page.projects.length) {
   state.project = page.projects[0];
   openLive();
-  state.ready = loadProject();
+  state.ready = Promise.all([loadProject(), references]);
 } else {
   $("#model-status").textContent = "No project of yours uses this scan's pool, so no model results can be shown.";
-  state.ready = showSlice();
+  state.ready = references.then(showSlice);
 }

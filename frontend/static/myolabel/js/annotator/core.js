@@ -26,6 +26,26 @@ export class LabelEditor {
     this.undoStack = [];
     this.redoStack = [];
     this.stroke = null;
+    // An HU limit on the brush and fill (muscle, fat, bone presets): null, or {lo, hi} with this.hu set.
+    this.hu = null;
+    this.huRange = null;
+    // The fill stops where the model's predicted label changes, not only at the expert's answers.
+    this.stopAtEdges = false;
+  }
+
+  /** Whether a tool may change pixel i: queried, and inside the HU limit when one is set. */
+  allowed(i) {
+    if (!isEditable(this.queryMask, i)) return false;
+    if (!this.huRange || !this.hu) return true;
+    const v = this.hu[i];
+    return v >= this.huRange.lo && v <= this.huRange.hi;
+  }
+
+  /** The class of pixel i a fill spreads through: its answer, and its prediction while unanswered when
+   *  fills stop at label edges. */
+  regionKey(i) {
+    const a = this.answers[i];
+    return this.stopAtEdges && a === UNANSWERED ? 1000 + this.predicted[i] : a;
   }
 
   /** Label shown at pixel i: the answer inside the query (if any), else the prediction. */
@@ -45,8 +65,8 @@ export class LabelEditor {
     this.stroke = null;
   }
 
-  _set(i, value) {
-    if (!isEditable(this.queryMask, i) || this.answers[i] === value) return false;
+  _set(i, value, limited = true) {
+    if (!(limited ? this.allowed(i) : isEditable(this.queryMask, i)) || this.answers[i] === value) return false;
     const own = this.stroke === null;
     if (own) this.beginStroke();
     if (!this.stroke.has(i)) this.stroke.set(i, this.answers[i]);
@@ -78,18 +98,21 @@ export class LabelEditor {
     return this.paint(cx, cy, radius, UNANSWERED);
   }
 
-  /** Copy the predicted label into the queried pixels of a disc (radius Infinity: the whole query). */
+  /** Copy the predicted label into the queried pixels of a disc. With radius Infinity (the whole query)
+   *  every pixel without an answer takes it, whatever the HU limit: what the expert painted stays. */
   acceptPredicted(cx, cy, radius) {
-    const indices = Number.isFinite(radius) ? this.disc(cx, cy, radius) : this.queried;
-    return indices.filter((i) => this._set(i, this.predicted[i]));
+    if (!Number.isFinite(radius)) {
+      return this.queried.filter((i) => this.answers[i] === UNANSWERED && this._set(i, this.predicted[i], false));
+    }
+    return this.disc(cx, cy, radius).filter((i) => this._set(i, this.predicted[i]));
   }
 
   /** 4-connected flood fill of the answers equal to the seed's, bounded by the query region. */
   fill(x, y, value) {
     const seed = y * this.width + x;
-    if (x < 0 || y < 0 || x >= this.width || y >= this.height || !isEditable(this.queryMask, seed)) return [];
-    const target = this.answers[seed];
-    if (target === value) return [];
+    if (x < 0 || y < 0 || x >= this.width || y >= this.height || !this.allowed(seed)) return [];
+    const target = this.regionKey(seed);
+    if (this.answers[seed] === value) return [];
     const changed = [];
     const stack = [seed];
     const seen = new Uint8Array(this.width * this.height);
@@ -100,7 +123,7 @@ export class LabelEditor {
       const px = i % this.width;
       const neighbours = [px > 0 ? i - 1 : -1, px < this.width - 1 ? i + 1 : -1, i - this.width, i + this.width];
       for (const n of neighbours) {
-        if (n >= 0 && n < seen.length && !seen[n] && isEditable(this.queryMask, n) && this.answers[n] === target) {
+        if (n >= 0 && n < seen.length && !seen[n] && this.allowed(n) && this.regionKey(n) === target) {
           seen[n] = 1;
           stack.push(n);
         }
@@ -117,16 +140,16 @@ export class LabelEditor {
     const W = this.width, H = this.height;
     if (x < 0 || y < 0 || x >= W || y >= H) return [];
     const seed = y * W + x;
-    if (!isEditable(this.queryMask, seed)) return [];
-    const target = this.answers[seed];
-    if (target === value) return [];
+    if (!this.allowed(seed)) return [];
+    const target = this.regionKey(seed);
+    if (this.answers[seed] === value) return [];
     const seen = new Uint8Array(W * H);
     const stack = new Int32Array(W * H);
     const changed = [];
     const own = this.stroke === null;
     if (own) this.beginStroke();
     const visit = (n) => {
-      if (!seen[n] && isEditable(this.queryMask, n) && this.answers[n] === target) {
+      if (!seen[n] && this.allowed(n) && this.regionKey(n) === target) {
         seen[n] = 1;
         stack[top++] = n;
       }

@@ -1,24 +1,42 @@
-// The annotator page: take the next query, show it, edit the queried pixels, submit, repeat.
+// The annotator page: take the next query, show it with the model's prediction pre-filled,
+// let the expert confirm or correct it, submit with the time and inputs it took, repeat.
 
 import { api, ApiError, deflate, halfToFloat, inflate, pageData, say } from "../api.js";
-import { base64ToBytes, bytesToBase64, LabelEditor, unpackBits } from "./core.js";
-import { colourTable, presetOf, windowToRgba } from "./render.js";
+import { labelLegend, paletteRows } from "../labels.js";
+import { base64ToBytes, bytesToBase64, LabelEditor, UNANSWERED, unpackBits } from "./core.js";
+import { assignIsland, countIslands, nextIsland } from "./islands.js";
+import { trackEffort } from "./effort.js";
+import { fillUnanswered, loadNearby, nearbyChoice, nearbyLabels, renderNeighbours } from "./nearby.js";
+import { buildPalette, rowOfKey } from "./palette.js";
+import { installKeys } from "./keys.js";
+import { createPeek } from "./peek.js";
+import { createReformats } from "./reformat.js";
+import { describePixel, installPointer, readoutText } from "./pointer.js";
+import { colourTable, HEAT_RGB, presetOf } from "./render.js";
 import { SliceViewer } from "./viewer.js";
 
 const page = pageData();
 const project = page.project;
 const labels = page.labels;
+const rows = paletteRows(labels);
+const nameOf = new Map(rows.map((r) => [r.value, r.name]));
 const lut = colourTable(labels);
 const $ = (sel) => document.querySelector(sel);
 const message = $("#message");
 const base = `/api/projects/${project.id}`;
+const MISSING = "missing";  // the kind of message that the last submit gave while pixels had no label
 
 const state = {
   query: null, editor: null, viewer: null, tool: "brush", label: labels.length ? labels[0].value : 1,
-  radius: 4, heat: false, painting: null, activeMs: 0, since: null, paintTimes: [], fillTimes: [],
+  radius: 4, heat: false, painting: null, paintTimes: [], fillTimes: [], messageKind: null, lastIsland: -1,
 };
 window.annotator = state; // inspected by the browser tests
 state.answersBase64 = () => bytesToBase64(state.editor.answers);
+
+function tell(text, kind = "error", why = null) {
+  say(message, text, kind);
+  state.messageKind = text ? why : null;
+}
 
 // ---------- loading a query ----------
 
@@ -27,21 +45,33 @@ async function ctSlice(scan, z) {
   return new Int16Array(await resp.arrayBuffer());
 }
 
+/** Nothing to show: hide the workspace (and its buttons) and say why. */
+function showEmpty(title, text) {
+  reformats.stop();
+  state.query = null;
+  state.editor = null;
+  $("#workspace").hidden = true;
+  $("#empty").hidden = false;
+  $("#empty-title").textContent = title;
+  $("#empty-text").textContent = text;
+  $("#query-info").textContent = "";
+  $("#status").textContent = "";
+}
+
 async function loadNext({ keepMessage = false } = {}) {
-  if (!keepMessage) say(message, "");
+  if (!keepMessage) tell("");
   $("#status").textContent = "Looking for the next query…";
   let query;
   try {
     query = await api(`${base}/queries/next/`, { method: "POST" });
   } catch (err) {
-    say(message, err.message);
+    tell(err.message);
     return;
   }
   if (!query) {
-    state.query = null;
-    $("#workspace").hidden = true;
-    $("#empty").hidden = false;
-    $("#status").textContent = "";
+    showEmpty("No query is waiting for you", "Every open query of the current step is answered or being " +
+      "answered by a colleague, or no step is waiting for annotations (the model may be training). Come back " +
+      "later, or check again now.");
     return;
   }
   await showQuery(query);
@@ -52,8 +82,10 @@ async function showQuery(query) {
   const mask = unpackBits(base64ToBytes(query.mask), n);
   const predicted = await inflate(base64ToBytes(query.predicted));
   const uncertainty = halfToFloat(await inflate(base64ToBytes(query.uncertainty)));
+  peek.reset();
   state.query = query;
   state.editor = new LabelEditor(W, H, predicted, mask);
+  applyLimits();
   $("#empty").hidden = true;
   $("#workspace").hidden = false;
   const viewer = new SliceViewer($("#viewport"), W, H);
@@ -65,80 +97,104 @@ async function showQuery(query) {
   viewer.show("heat", state.heat);
   viewer.setOpacity(Number($("#opacity").value) / 100);
   repaintLabels();
+  renderLegend();
   $("#query-info").textContent =
     `Step ${query.step_number} · scan ${query.scan} · slice z = ${query.z} · ${query.n_queried} pixels to label ` +
     `(${(100 * query.mac).toFixed(2)} % of the slice)`;
+  state.lastIsland = -1;
   updateCounts();
-  resetClock();
+  effort.reset();
   try {
     viewer.setCt(await ctSlice(query.scan, query.z));
+    state.editor.hu = viewer.hu;
   } catch (err) {
-    say(message, `The CT image of this slice could not be loaded (${err.message}). You can still label, but check the image first.`);
+    tell(`The CT image of this slice could not be loaded (${err.message}). You can still label, but check the image first.`);
   }
+  showWindow();
+  state.nearby = [];
+  offerNearby();
+  try {
+    state.nearby = await loadNearby(base, query);
+  } catch (err) {
+    $("#nearby-info").textContent = `The labelled slices nearby could not be read: ${err.message}`;
+  }
+  if (state.query === query) offerNearby();
   loadNeighbours(query).catch(() => {});
-  $("#status").textContent = "Label the pixels inside the yellow outline.";
+  reformats.start(query, mask);
+  $("#status").textContent = "Inside the yellow outline the model's labels are hatched until you confirm or repaint them.";
+}
+
+const SOURCE_WORDS = { query: "answered query", reference: "reference labels" };
+
+/** Offer (never apply) a copy of the nearest labelled slice, and an interpolation when there is one each side. */
+function offerNearby() {
+  const { nearest, below, above } = nearbyChoice(state.query, state.nearby);
+  $("#copy-nearest").disabled = !nearest;
+  $("#copy-nearest").textContent = nearest ? `Copy slice z ${nearest.z} (${SOURCE_WORDS[nearest.source] || nearest.source})`
+    : "Copy the nearest labelled slice";
+  $("#interpolate").disabled = !(below && above);
+  $("#interpolate").textContent = below && above ? `Interpolate z ${below.z} – z ${above.z}` : "Interpolate between labelled slices";
+  $("#nearby-info").textContent = (state.nearby || []).length ? "" : "No labelled slice of this scan yet.";
+}
+
+function applyNearby(kind) {
+  const ed = state.editor;
+  changed(fillUnanswered(ed, nearbyLabels(kind, state.query, state.nearby)));
+  updateCounts();
+  renderLegend();
 }
 
 async function loadNeighbours(query) {
-  const box = $("#neighbours");
-  box.replaceChildren();
-  const depth = (await api(`/api/scans/${query.scan}/`)).shape[0];
-  for (const dz of [-2, -1, 1, 2]) {
-    const z = query.z + dz;
-    const fig = document.createElement("figure");
-    const canvas = document.createElement("canvas");
-    canvas.width = query.width;
-    canvas.height = query.height;
-    fig.append(canvas, Object.assign(document.createElement("figcaption"), { textContent: `z ${z} (${dz > 0 ? "+" : ""}${dz})` }));
-    box.append(fig);
-    if (z < 0 || z >= depth) { fig.classList.add("missing"); continue; }
-    try {
-      const hu = await ctSlice(query.scan, z);
-      const ctx = canvas.getContext("2d");
-      const img = ctx.createImageData(query.width, query.height);
-      windowToRgba(hu, state.viewer.window, state.viewer.level, img.data);
-      ctx.putImageData(img, 0, 0);
-    } catch {
-      fig.classList.add("missing");
-    }
-  }
+  const info = await api(`/api/scans/${query.scan}/`);
+  const depth = info.shape[0];
+  state.depth = depth;
+  state.references = info.reference_label_sets || [];
+  await renderNeighbours($("#neighbours"), query, depth, { slice: (z) => ctSlice(query.scan, z), viewer: state.viewer,
+    nearby: state.nearby, lut });
 }
 
-// ---------- time spent: counted only while the page is visible ----------
+// ---------- time and inputs spent on the query (effort.js) ----------
 
-function resetClock() {
-  state.activeMs = 0;
-  state.since = document.visibilityState === "visible" ? performance.now() : null;
-}
-
-function secondsSpent() {
-  const running = state.since === null ? 0 : performance.now() - state.since;
-  return (state.activeMs + running) / 1000;
-}
-
-document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible") state.since = performance.now();
-  else if (state.since !== null) { state.activeMs += performance.now() - state.since; state.since = null; }
-});
+const effort = trackEffort($("#workspace"), () => Boolean(state.editor));
+Object.defineProperty(state, "inputEvents", { get: () => effort.events });
 
 // ---------- rendering ----------
 
-const labelAt = (i) => state.editor.displayed(i);
-
 function repaintLabels() {
-  state.viewer.renderLabels(labelAt, lut);
+  state.viewer.renderQuery(state.editor, lut);
 }
 
 function changed(indices) {
-  if (indices.length) state.viewer.renderChanged(indices, labelAt, lut);
+  if (!indices.length || peek.active) return;  // back on the query slice, everything is repainted
+  const ed = state.editor, W = ed.width;
+  let x0 = W, y0 = ed.height, x1 = -1, y1 = -1;
+  for (const i of indices) {
+    const x = i % W, y = (i - x) / W;
+    if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+  }
+  state.viewer.renderQuery(ed, lut, { x0, y0, x1: x1 + 1, y1: y1 + 1 });
+}
+
+function renderLegend() {
+  const ed = state.editor;
+  const present = new Set();
+  for (let i = 0; i < ed.predicted.length; i++) present.add(ed.predicted[i]);
+  for (const v of ed.answers) if (v !== UNANSWERED) present.add(v);
+  const extras = [["answer", "#888", "legend-solid"], ["prediction to confirm", "#888", "hatched"],
+    ["background (answered)", null, "background"], ["query outline", "#ffff00", "outline"]];
+  if (state.heat) extras.push([`uncertainty (max ${state.viewer.heatMax.toPrecision(2)})`, `rgb(${HEAT_RGB.join(",")})`, "heat"]);
+  labelLegend($("#legend"), rows, present, extras);
 }
 
 function updateCounts() {
-  const left = state.editor.unansweredCount();
+  const ed = state.editor;
+  const left = ed.unansweredCount();
   $("#remaining").textContent = left ? `${left} pixels still without a label` : "Every queried pixel has a label";
   $("#remaining").className = left ? "warn" : "ok";
-  $("#undo").disabled = !state.editor.undoStack.length;
-  $("#redo").disabled = !state.editor.redoStack.length;
+  $("#islands").textContent = left ? `${countIslands(ed)} island(s) without an answer` : "";
+  $("#undo").disabled = !ed.undoStack.length;
+  $("#redo").disabled = !ed.redoStack.length;
+  if (!left && state.messageKind === MISSING) tell("");
 }
 
 // ---------- tools ----------
@@ -146,7 +202,7 @@ function updateCounts() {
 function applyAt(x, y) {
   const ed = state.editor;
   const r = state.radius;
-  if (state.tool === "brush") return ed.paint(x, y, r, state.label);
+  if (state.tool === "brush" || state.tool === "push") return ed.paint(x, y, r, state.painting.value);
   if (state.tool === "eraser") return ed.erase(x, y, r);
   if (state.tool === "accept") return ed.acceptPredicted(x, y, r);
   return [];
@@ -171,107 +227,118 @@ function strokeTo(p) {
   state.paintTimes.push(performance.now() - t0);
 }
 
+/** The label shown at a pixel: the answer, else the prediction. */
+function shownLabel(i) {
+  const a = state.editor.answers[i];
+  return a === UNANSWERED ? state.editor.predicted[i] : a;
+}
+
+/** A press of the left button with the current tool; true when it starts a stroke. */
+function press(p) {
+  const ed = state.editor;
+  if (peek.active) {
+    tell("This is a neighbouring slice, shown read only: press Esc to label the query's slice.", "info");
+    return false;
+  }
+  const x = Math.floor(p.x), y = Math.floor(p.y);
+  const inside = x >= 0 && y >= 0 && x < ed.width && y < ed.height;
+  if (state.tool === "fill" || state.tool === "island" || state.tool === "confirm") {
+    const t0 = performance.now();
+    ed.beginStroke();
+    const idx = state.tool === "fill" ? ed.fillRegion(x, y, state.label)
+      : assignIsland(ed, x, y, state.tool === "confirm" ? "predicted" : state.label);
+    ed.endStroke();
+    changed(idx);
+    if (state.tool === "fill") state.fillTimes.push(performance.now() - t0);
+    if (!idx.length && inside && !ed.queryMask[y * ed.width + x]) {
+      tell("These tools work only inside the yellow outline: the model is sure of the pixels outside it.", "info");
+    }
+    updateCounts();
+    return false;
+  }
+  // Push: the structure under the press spreads where the pointer goes (the boundary moves).
+  const value = state.tool === "push" && inside ? shownLabel(y * ed.width + x) : state.label;
+  ed.beginStroke();
+  state.painting = { last: null, value };
+  strokeTo({ x, y });
+  return true;
+}
+
 function setTool(tool) {
   state.tool = tool;
   for (const b of document.querySelectorAll("[data-tool]")) b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
   $("#viewport").dataset.tool = tool;
 }
 
+let palette;
 function setLabel(value) {
   state.label = value;
-  for (const b of document.querySelectorAll("[data-label]")) b.setAttribute("aria-pressed", String(Number(b.dataset.label) === value));
-  const found = labels.find((l) => l.value === value);
-  $("#current-label").textContent = found ? found.name : "";
+  palette.select(value);
+  $("#current-label").textContent = nameOf.get(value) || "";
 }
 
 function undo() { changed(state.editor.undo()); updateCounts(); }
 function redo() { changed(state.editor.redo()); updateCounts(); }
 
-// ---------- pointer: paint (left), window/level (right or W/L tool), pan (middle or Pan tool) ----------
-
-function installPointer(viewport) {
-  let drag = null;
-  viewport.addEventListener("contextmenu", (e) => e.preventDefault());
-  viewport.addEventListener("pointerdown", (e) => {
-    if (!state.editor) return;
-    viewport.setPointerCapture(e.pointerId);
-    const mode = e.button === 1 || state.tool === "pan" ? "pan" : e.button === 2 || state.tool === "wl" ? "wl" : "tool";
-    drag = { mode, x: e.clientX, y: e.clientY, window: state.viewer.window, level: state.viewer.level };
-    if (mode !== "tool") return;
-    const p = state.viewer.toPixel(e.clientX, e.clientY);
-    if (state.tool === "fill") {
-      const t0 = performance.now();
-      const ed = state.editor;
-      ed.beginStroke();
-      const idx = ed.fillRegion(Math.floor(p.x), Math.floor(p.y), state.label);
-      ed.endStroke();
-      changed(idx);
-      state.fillTimes.push(performance.now() - t0);
-      if (!idx.length && !ed.queryMask[Math.floor(p.y) * ed.width + Math.floor(p.x)]) {
-        say(message, "Fill works only inside the yellow outline: the model is sure of the pixels outside it.", "info");
-      }
-      updateCounts();
-      drag = null;
-      return;
-    }
-    state.editor.beginStroke();
-    state.painting = { last: null };
-    strokeTo({ x: Math.floor(p.x), y: Math.floor(p.y) });
-  });
-  viewport.addEventListener("pointermove", (e) => {
-    if (!drag) return;
-    if (drag.mode === "pan") { state.viewer.panBy(e.clientX - drag.x, e.clientY - drag.y); drag.x = e.clientX; drag.y = e.clientY; return; }
-    if (drag.mode === "wl") {
-      state.viewer.setWindow(drag.window + (e.clientX - drag.x) * 4, drag.level + (e.clientY - drag.y) * 2);
-      showWindow();
-      return;
-    }
-    const p = state.viewer.toPixel(e.clientX, e.clientY);
-    strokeTo({ x: Math.floor(p.x), y: Math.floor(p.y) });
-  });
-  const end = () => {
-    if (drag && drag.mode === "tool" && state.painting) {
-      state.editor.endStroke();
-      state.painting = null;
-      updateCounts();
-    }
-    drag = null;
-  };
-  viewport.addEventListener("pointerup", end);
-  viewport.addEventListener("pointercancel", end);
-  viewport.addEventListener("wheel", (e) => {
-    if (!state.viewer) return;
-    e.preventDefault();
-    state.viewer.zoomAt(e.deltaY < 0 ? 1.15 : 1 / 1.15, e.clientX, e.clientY);
-  }, { passive: false });
+function showWindow() {
+  if (state.viewer) $("#wl").textContent = `W ${Math.round(state.viewer.window)} / L ${Math.round(state.viewer.level)}`;
 }
 
-function showWindow() {
-  $("#wl").textContent = `W ${Math.round(state.viewer.window)} / L ${Math.round(state.viewer.level)}`;
+function applyLimits() {
+  const ed = state.editor;
+  if (!ed) return;
+  const v = $("#hu-limit").value;
+  ed.huRange = v ? { lo: Number(v.split(",")[0]), hi: Number(v.split(",")[1]) } : null;
+  ed.stopAtEdges = $("#edge-stop").checked;
+}
+
+function goToNextIsland() {
+  const found = nextIsland(state.editor, state.lastIsland);
+  if (!found) { tell("Every island has an answer.", "info"); return; }
+  state.lastIsland = found.first;
+  const span = Math.max(found.box.x1 - found.box.x0, found.box.y1 - found.box.y0);
+  const vp = $("#viewport");
+  // Zoom so that the island and about 40 pixels around it fill the view.
+  state.viewer.centreOn(found.centre.x, found.centre.y, Math.min(vp.clientWidth, vp.clientHeight) / (span + 40));
+  $("#status").textContent = `Island of ${found.pixels.length} pixel(s) at x ${found.box.x0}, y ${found.box.y0}.`;
+}
+
+function hover(p) {
+  const ed = state.editor;
+  const x = p ? Math.floor(p.x) : -1, y = p ? Math.floor(p.y) : -1;
+  if (!ed || x < 0 || y < 0 || x >= ed.width || y >= ed.height) { $("#readout").textContent = ""; return; }
+  if (peek.active) {
+    const { hu, value, source } = peek.at(y * ed.width + x);
+    $("#readout").textContent = `${readoutText({ x, y, hu, name: value ? nameOf.get(value) : "", source: value ? source : "" })} · z ${peek.z}`;
+    return;
+  }
+  $("#readout").textContent = readoutText(describePixel(ed, state.viewer.hu, nameOf, x, y));
+  if (!state.painting) reformats.follow(x, y);
 }
 
 // ---------- submit ----------
 
 async function submit() {
   const ed = state.editor;
-  if (!ed) return;
+  if (!ed || $("#submit").disabled) return;
   const left = ed.unansweredCount();
   if (left) {
-    say(message, `${left} pixels inside the yellow outline have no label yet. Paint them, or press ` +
-      `"Accept prediction in whole query" to keep the model's labels where you agree.`);
+    tell(`${left} pixels inside the yellow outline have no label yet. Paint or confirm them, or press ` +
+      `"Accept prediction where unanswered" to keep the model's labels where you agree.`, "error", MISSING);
     return;
   }
   $("#submit").disabled = true;
   try {
     const labelsZ = await deflate(ed.answers);
     await api(`${base}/queries/${state.query.id}/submit/`, {
-      method: "POST", body: { labels: bytesToBase64(labelsZ), encoding: "zlib", seconds_spent: secondsSpent() },
+      method: "POST", body: { labels: bytesToBase64(labelsZ), encoding: "zlib", seconds_spent: effort.seconds(),
+        input_events: state.inputEvents },
     });
-    state.lastSubmitted = { id: state.query.id, answers: Array.from(ed.answers) };
-    say(message, `Saved your answer for slice ${state.query.z}.`, "ok");
+    state.lastSubmitted = { id: state.query.id, answers: Array.from(ed.answers), inputEvents: state.inputEvents };
+    tell(`Saved your answer for slice ${state.query.z}.`, "ok");
     await loadNext({ keepMessage: true });
   } catch (err) {
-    say(message, err instanceof ApiError && err.code === "query_closed"
+    tell(err instanceof ApiError && err.code === "query_closed"
       ? `${err.message}. Loading another query.` : `Your answer was not saved: ${err.message}`);
     if (err.code === "query_closed" || err.code === "query_locked") await loadNext();
   } finally {
@@ -279,28 +346,21 @@ async function submit() {
   }
 }
 
-// ---------- controls ----------
-
-function buildPalette() {
-  const list = $("#palette");
-  labels.forEach((l, k) => {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.dataset.label = l.value;
-    b.title = k < 10 ? `Shortcut: ${(k + 1) % 10}` : "";
-    b.innerHTML = `<span class="swatch"></span><span class="name"></span><kbd>${k < 10 ? (k + 1) % 10 : ""}</kbd>`;
-    b.querySelector(".swatch").style.background = l.colour;  // CSSOM: allowed by the page's CSP
-    b.querySelector(".name").textContent = l.name;
-    b.addEventListener("click", () => setLabel(l.value));
-    list.append(b);
-  });
-  const bg = document.createElement("button");
-  bg.type = "button";
-  bg.dataset.label = 0;
-  bg.innerHTML = `<span class="swatch background"></span><span class="name">background (no structure)</span><kbd></kbd>`;
-  bg.addEventListener("click", () => setLabel(0));
-  list.append(bg);
+async function leaveSlice() {
+  if (!state.query || !confirm("Leave this slice unanswered for a colleague? Your marks on it are discarded.")) return;
+  const z = state.query.z;
+  try {
+    await api(`${base}/queries/${state.query.id}/release/`, { method: "POST" });
+  } catch (err) {
+    tell(`The slice could not be released: ${err.message}`);
+    return;
+  }
+  showEmpty(`You left slice z = ${z} for a colleague`, "Other queries of this step may still be open. " +
+    "Take the next one when you are ready (it may be this slice again if nobody else is free to take it).");
+  tell("The slice is released: a colleague can take it.", "info");
 }
+
+// ---------- controls ----------
 
 function installControls() {
   for (const b of document.querySelectorAll("[data-tool]")) b.addEventListener("click", () => setTool(b.dataset.tool));
@@ -309,10 +369,18 @@ function installControls() {
   }
   $("#radius").addEventListener("input", (e) => { state.radius = Number(e.target.value); $("#radius-value").textContent = e.target.value; });
   $("#opacity").addEventListener("input", (e) => state.viewer && state.viewer.setOpacity(Number(e.target.value) / 100));
-  $("#heat").addEventListener("change", (e) => { state.heat = e.target.checked; state.viewer && state.viewer.show("heat", state.heat); });
+  $("#heat").addEventListener("change", (e) => {
+    state.heat = e.target.checked;
+    if (state.viewer) { state.viewer.show("heat", state.heat); renderLegend(); }
+  });
+  // A chosen limit hands the keys back to the canvas: the structure keys must not change the option.
+  for (const id of ["#hu-limit", "#edge-stop"]) $(id).addEventListener("change", (e) => { applyLimits(); e.target.blur(); });
   $("#undo").addEventListener("click", undo);
   $("#redo").addEventListener("click", redo);
   $("#fit").addEventListener("click", () => state.viewer.fit());
+  $("#next-island").addEventListener("click", goToNextIsland);
+  $("#copy-nearest").addEventListener("click", () => applyNearby("copy"));
+  $("#interpolate").addEventListener("click", () => applyNearby("interpolate"));
   $("#accept-all").addEventListener("click", () => {
     state.editor.beginStroke();
     const idx = state.editor.acceptPredicted(0, 0, Infinity);
@@ -321,39 +389,13 @@ function installControls() {
     updateCounts();
   });
   $("#submit").addEventListener("click", submit);
-  $("#skip").addEventListener("click", async () => {
-    if (!state.query || !confirm("Leave this slice unanswered for a colleague? Your marks on it are discarded.")) return;
-    try {
-      await api(`${base}/queries/${state.query.id}/release/`, { method: "POST" });
-    } catch (err) {
-      say(message, `The slice could not be released: ${err.message}`);
-      return;
-    }
-    state.query = null;
-    $("#workspace").hidden = true;
-    $("#empty").hidden = false;
-    say(message, "The slice is released: a colleague can take it.", "info");
-  });
-  $("#retry").addEventListener("click", loadNext);
-  document.addEventListener("keydown", (e) => {
-    if (e.target.closest("input, textarea, select") || !state.editor) return;
-    const key = e.key.toLowerCase();
-    if ((e.ctrlKey || e.metaKey) && key === "z" && !e.shiftKey) { e.preventDefault(); undo(); return; }
-    if ((e.ctrlKey || e.metaKey) && (key === "y" || (key === "z" && e.shiftKey))) { e.preventDefault(); redo(); return; }
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (/^[0-9]$/.test(key)) {
-      const k = key === "0" ? 9 : Number(key) - 1;
-      if (labels[k]) setLabel(labels[k].value);
-      return;
-    }
-    const tools = { b: "brush", e: "eraser", f: "fill", a: "accept", w: "wl", p: "pan" };
-    if (tools[key]) setTool(tools[key]);
-    if (key === "h") { $("#heat").click(); }
-    if (key === "[" || key === "]") {
-      const r = $("#radius");
-      r.value = String(Number(r.value) + (key === "]" ? 1 : -1));
-      r.dispatchEvent(new Event("input"));
-    }
+  $("#skip").addEventListener("click", leaveSlice);
+  $("#retry").addEventListener("click", () => loadNext());
+  installKeys({
+    active: () => Boolean(state.editor), undo, redo, submit, setTool, nextIsland: goToNextIsland,
+    peek: (dz) => peek.step(dz), back: () => peek.back(), heat: () => $("#heat").click(),
+    search: () => $("#label-search").focus(), structure: (key) => { const row = rowOfKey(rows, key); if (row) setLabel(row.value); },
+    radius: (d) => { const r = $("#radius"); r.value = String(Number(r.value) + d); r.dispatchEvent(new Event("input")); },
   });
 }
 
@@ -361,14 +403,33 @@ function installControls() {
 setInterval(() => {
   if (state.query && document.visibilityState === "visible") {
     api(`${base}/queries/${state.query.id}/claim/`, { method: "POST" }).catch((err) => {
-      say(message, `This slice is no longer reserved for you: ${err.message}`);
+      tell(`This slice is no longer reserved for you: ${err.message}`);
     });
   }
 }, 5 * 60 * 1000);
 
-buildPalette();
+const reformats = createReformats({ base, state, coronal: $("#coronal"), sagittal: $("#sagittal"),
+  caption: $("#reformat-info") });
+
+const peek = createPeek({ state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
+  references: () => state.references || [],
+  depth: () => state.depth || 1, lut, banner: $("#peek"), onChange: () => renderLegend() });
+state.peek = peek;
+
+palette = buildPalette($("#palette"), $("#label-search"), rows, (value) => setLabel(value));
 installControls();
-installPointer($("#viewport"));
+installPointer($("#viewport"), () => (state.editor ? state.viewer : null), {
+  tool: () => state.tool,
+  press,
+  drag: (p) => { if (state.painting) strokeTo({ x: Math.floor(p.x), y: Math.floor(p.y) }); },
+  release: () => { state.editor.endStroke(); state.painting = null; updateCounts(); },
+  windowLevel: (w, l) => { state.viewer.setWindow(w, l); showWindow(); },
+  hover,
+  radius: () => state.radius,
+  // Shift+wheel: the neighbouring slices (Chromium turns a shifted wheel into a horizontal one).
+  wheel: (e) => { if (!e.shiftKey) return false; peek.step((e.deltaY || e.deltaX) > 0 ? 1 : -1); return true; },
+  brushVisible: () => !peek.active && ["brush", "eraser", "accept", "push"].includes(state.tool),
+});
 setTool("brush");
 setLabel(state.label);
-state.ready = loadNext().then(() => { if (state.viewer) showWindow(); });
+state.ready = loadNext();

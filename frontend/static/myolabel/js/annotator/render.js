@@ -56,6 +56,41 @@ export function labelsToRgba(labelAt, width, box, lut, alpha, out) {
   return out;
 }
 
+/**
+ * The annotator's label overlay for the box: outside the query the prediction (fixed); inside it an
+ * answer solid, an answered background as white stripes (visible, unlike "no label"), and a pixel
+ * still without an answer as its prediction hatched and dimmed: the suggestion to confirm or repaint.
+ */
+export function queryLabelsToRgba(editor, box, lut, out) {
+  const { width, queryMask, answers, predicted } = editor;
+  let j = 0;
+  for (let y = box.y0; y < box.y1; y++) {
+    for (let x = box.x0; x < box.x1; x++, j += 4) {
+      const i = y * width + x;
+      let v, a = 255;
+      if (!queryMask[i]) {
+        v = predicted[i];
+      } else if (answers[i] === UNANSWERED) {
+        v = predicted[i];
+        a = ((x + y) & 3) < 2 ? 150 : 0;  // hatched: half the pixels, dimmed
+      } else if (answers[i] === 0) {
+        const stripe = ((x - y) & 3) === 0;
+        out[j] = out[j + 1] = out[j + 2] = 255;
+        out[j + 3] = stripe ? 200 : 0;
+        continue;
+      } else {
+        v = answers[i];
+      }
+      const k = v * 4;
+      out[j] = lut[k];
+      out[j + 1] = lut[k + 1];
+      out[j + 2] = lut[k + 2];
+      out[j + 3] = lut[k + 3] ? a : 0;
+    }
+  }
+  return out;
+}
+
 /** Outline of the query region: queried pixels with a 4-neighbour outside it. */
 export function outlineRgba(mask, width, height, out) {
   for (let y = 0; y < height; y++) {
@@ -70,19 +105,23 @@ export function outlineRgba(mask, width, height, out) {
   return out;
 }
 
-/** Heat map of the pixel uncertainty (Float32Array), scaled to its maximum. */
+/** The heat map's one colour (magenta, more opaque where more uncertain): no structure colour of the
+ *  default table and not the yellow query outline; its legend is drawn from the same value. */
+export const HEAT_RGB = [255, 0, 255];
+
+/** Heat map of the pixel uncertainty (Float32Array), scaled to its maximum; returns the maximum. */
 export function heatRgba(values, out) {
   let max = 0;
   for (const v of values) if (v > max) max = v;
   const s = max > 0 ? 1 / max : 0;
   for (let i = 0, j = 0; i < values.length; i++, j += 4) {
     const t = values[i] * s;
-    out[j] = 255;
-    out[j + 1] = Math.round(255 * (1 - t));
-    out[j + 2] = 0;
-    out[j + 3] = Math.round(200 * t);
+    out[j] = HEAT_RGB[0];
+    out[j + 1] = HEAT_RGB[1];
+    out[j + 2] = HEAT_RGB[2];
+    out[j + 3] = Math.round(220 * t);
   }
-  return out;
+  return max;
 }
 
 /** Bounding box (exclusive ends) of flat indices, grown by `pad` and clipped. */

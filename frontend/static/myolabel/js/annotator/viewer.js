@@ -2,7 +2,7 @@
 // stage that zooms and pans with a CSS transform, so zooming never repaints pixels.
 // Label repaints cover only the bounding box of the pixels that changed.
 
-import { boxOf, heatRgba, labelsToRgba, outlineRgba, windowToRgba } from "./render.js";
+import { boxOf, heatRgba, labelsToRgba, outlineRgba, queryLabelsToRgba, windowToRgba } from "./render.js";
 
 const LAYERS = ["ct", "heat", "labels", "outline"];
 
@@ -94,7 +94,7 @@ export class SliceViewer {
 
   setHeat(values) {
     const img = this.ctx.heat.createImageData(this.width, this.height);
-    heatRgba(values, img.data);
+    this.heatMax = heatRgba(values, img.data);
     this.ctx.heat.putImageData(img, 0, 0);
   }
 
@@ -129,5 +129,24 @@ export class SliceViewer {
     const box = boxOf(indices, this.width, this.height, 0);
     if (box) this.renderLabels(labelAt, lut, box);
     return box;
+  }
+
+  /** The annotator's overlay (answers solid, unconfirmed predictions hatched) in `box`, or everywhere. */
+  renderQuery(editor, lut, box = null) {
+    const b = box || { x0: 0, y0: 0, x1: this.width, y1: this.height };
+    const w = b.x1 - b.x0, h = b.y1 - b.y0;
+    if (w <= 0 || h <= 0) return;
+    const img = this.ctx.labels.createImageData(w, h);
+    queryLabelsToRgba(editor, b, lut, img.data);
+    this.ctx.labels.putImageData(img, b.x0, b.y0);
+  }
+
+  /** Centre slice point (x, y) in the viewport at zoom `zoom` (at least the current one). */
+  centreOn(x, y, zoom = this.zoom) {
+    const w = this.viewport.clientWidth || this.width, h = this.viewport.clientHeight || this.height;
+    this.zoom = Math.min(16, Math.max(this.zoom, zoom));
+    this.panX = w / 2 - x * this.zoom;
+    this.panY = h / 2 - y * this.zoom;
+    this.applyTransform();
   }
 }
