@@ -135,3 +135,35 @@ def asgi_server(django_db_setup):
 
     reactor.callFromThread(reactor.stop)
     thread.join(10)
+
+
+# --- pages that collect what goes wrong in them -------------------------------------------
+
+_LISTEN = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.__csp.push(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"} in ${e.sourceFile}:${e.lineNumber}`));
+"""
+
+
+def _is_problem(msg) -> bool:
+    url = (msg.location or {}).get("url", "")
+    if "favicon" in url:
+        return False  # the browser asks for /favicon.ico by itself; pages link favicon.svg instead
+    if url.endswith("/api/health/") and "status of 503" in msg.text:
+        return False  # no worker runs in the tests: health says so, and the page shows it
+    return msg.type == "error" or "Content Security Policy" in msg.text
+
+
+@pytest.fixture
+def watched_page(browser):
+    """A page whose CSP violations (``window.__csp``), page errors and console errors are collected
+    in ``page.problems``."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.add_init_script(_LISTEN)
+    page = context.new_page()
+    page.problems = []
+    page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: _is_problem(msg) and page.problems.append(f"console {msg.type}: {msg.text}"))
+    yield page
+    context.close()

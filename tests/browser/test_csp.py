@@ -15,32 +15,6 @@ from tests.browser.data import PASSWORD, annotating_project, lead_history, scan_
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-_LISTEN = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation", (e) =>
-  window.__csp.push(`${e.effectiveDirective} blocked ${e.blockedURI || "inline"} in ${e.sourceFile}:${e.lineNumber}`));
-"""
-
-
-@pytest.fixture
-def csp_page(browser):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    context.add_init_script(_LISTEN)
-    page = context.new_page()
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: _is_problem(msg) and page.problems.append(f"console {msg.type}: {msg.text}"))
-    yield page
-    context.close()
-
-
-def _is_problem(msg) -> bool:
-    url = (msg.location or {}).get("url", "")
-    if "favicon" in url:
-        return False  # the browser asks for /favicon.ico by itself; the site has none
-    if url.endswith("/api/health/") and "status of 503" in msg.text:
-        return False  # no worker runs in the tests: health says so, and the page shows it
-    return msg.type == "error" or "Content Security Policy" in msg.text
 
 
 def visit(page, url: str, ready: str, *, function: bool = False, status: int = 200) -> None:
@@ -62,12 +36,12 @@ def visit(page, url: str, ready: str, *, function: bool = False, status: int = 2
     page.problems.clear()
 
 
-def test_every_page_of_a_lead_and_an_admin_runs_under_the_policy(csp_page, asgi_server, plain_static, tmp_path,
+def test_every_page_of_a_lead_and_an_admin_runs_under_the_policy(watched_page, asgi_server, plain_static, tmp_path,
                                                                  settings):
     project, lead = lead_history(tmp_path, settings)
     seg = scan_segmentation(project)
     root = get_user_model().objects.create_superuser("root", "root@example.org", PASSWORD)
-    page, base = csp_page, asgi_server
+    page, base = watched_page, asgi_server
     visit(page, base + "/accounts/login/", "input[name=username]")
     for _ in range(settings.AXES_FAILURE_LIMIT):  # the lock-out page is a page too
         page.fill("input[name=username]", "nobody")
@@ -93,9 +67,9 @@ def test_every_page_of_a_lead_and_an_admin_runs_under_the_policy(csp_page, asgi_
     visit(page, base + "/projects/999999/dashboard/", "h1", status=404)
 
 
-def test_annotator_paints_under_the_policy(csp_page, asgi_server, plain_static, tmp_path, settings):
+def test_annotator_paints_under_the_policy(watched_page, asgi_server, plain_static, tmp_path, settings):
     project, annotator, _, _ = annotating_project(tmp_path, settings)
-    page, base = csp_page, asgi_server
+    page, base = watched_page, asgi_server
     log_in(page, base, annotator.username)
     visit(page, f"{base}/projects/{project.id}/annotate/",
           "() => window.annotator && window.annotator.editor && window.annotator.viewer.hu", function=True)

@@ -23,7 +23,6 @@ from tests.backend.factories import (
     use_tmp_storage,
 )
 from tests.browser.conftest import log_in
-from tests.browser.test_csp import _LISTEN, _is_problem
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -46,19 +45,6 @@ def segmented_phantom(tmp_path, settings):
         uncertainty=save_array(np.zeros(phantom.labels.shape, np.float16), "acquisition/segmentations/u.npy"))
     present = [lab.name for lab in phantom.label_set.labels if (phantom.labels == lab.value).any()]
     return seg, lead, present
-
-
-@pytest.fixture
-def watched_page(browser):
-    """A page whose CSP violations, page errors and console errors are collected."""
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
-    context.add_init_script(_LISTEN)
-    page = context.new_page()
-    page.problems = []
-    page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: _is_problem(msg) and page.problems.append(f"console {msg.type}: {msg.text}"))
-    yield page
-    context.close()
 
 
 def drawn_pixels(page) -> int:
