@@ -115,12 +115,12 @@ def _path(route: str, value: int, world) -> str:
            "query_id": world["query"].pk, "segmentation_id": world["segmentation"].pk,
            "version_id": world["segmentation"].model_version_id, "label_set_id": world["label_set"].pk,
            "user_id": world["users"][Role.ADMIN].pk, "step_id": world["query"].step_id, "job_id": 1,
-           "z": 0, "kind": "report.csv", "name": "a.dcm"}
+           "archive_id": 1, "z": 0, "kind": "report.csv", "name": "a.dcm", "value": 1}
     first = []
 
     def fill(match):
         name = match.group(2)
-        if not first and name not in ("z", "kind", "name"):
+        if not first and name not in ("z", "kind", "name", "value"):  # value: a label's, not an id
             first.append(name)
             return str(value)
         return str(own[name])
