@@ -227,6 +227,7 @@ def select(stored: bytes, hu, model, matrix: int, t: int) -> tuple[list[int], np
     selection = choose_slices(ranking.scores, ranking.descriptors, plan(), seed=STEP_SEED)
     keys = ranking.keys
     labels, u = chosen_maps(ranking, selection.chosen, lambda i: score(hu, [int(keys[i][1])], model, matrix, t))
+    labels, u = np.stack(labels), np.stack(u)  # one network matrix: one shape
     shape = tuple(hu.shape[1:])
     labels, u = resize_labels(labels, shape), resize_float(u, shape)
     return [int(keys[i][1]) for i in selection.chosen], labels, query_masks(u, plan(), seed=STEP_SEED)

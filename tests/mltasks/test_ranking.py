@@ -87,6 +87,7 @@ def test_the_step_chooses_from_the_ranking_without_scoring_again():
         raise AssertionError("D_c's maps must be kept")
 
     labels, u = chosen_maps(ranked.ranking, selection.chosen, rescore)
+    labels, u = np.stack(labels), np.stack(u)  # one map per chosen slice
     keys = ranked.ranking.keys
     assert labels.shape == (3, 6, 6)
     assert [int(labels[j, 0, 0]) for j in range(3)] == [int(keys[i][1]) for i in selection.chosen]
