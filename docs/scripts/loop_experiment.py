@@ -27,7 +27,12 @@ worker), the product's own services for everything (what the API's views call):
   services), then training (budget ``--step-seconds``) and evaluating;
 - arms: ``guard`` (strategy tau, ``label_rule`` guard: the product's default), ``paper``
   (tau, the paper's unguarded Eq. 7), ``manual`` (whole slices), ``masked`` (tau, answered
-  pixels only); every arm with the same slices per step, MC samples and training budgets.
+  pixels only), ``cold`` (no seed and no model: the cold start), ``transfer`` (a second
+  phantom, seed + 1, in its own pool, starting from the guard arm's last model); every arm
+  with the same slices per step, MC samples and training budgets (``--first-epochs`` /
+  ``--step-epochs`` give them in epochs: a loaded machine's seconds buy varying epochs);
+- the arms take their steps in turns (step k of every arm before step k + 1 of any), the
+  transfer arm last.
 
 Printed per arm and step: held-out Dice (mean over the muscles and over the bones
 present on the held-out slices, pixels of all held-out slices together, MC mean of the
