@@ -127,3 +127,28 @@ def test_the_string_network_options_offer_exactly_the_librarys_choices():
     assert set(_NETWORK_CHOICES["label_rule"]) == set(RULES)
     assert set(_NETWORK_CHOICES["patience_rule"]) == set(PATIENCE_RULES)
     assert set(_NETWORK_CHOICES["augment_preset"]) == set(AUGMENT_PRESETS)
+
+
+def test_an_imported_model_is_measured_on_this_projects_slices_before_it_may_auto_label():
+    # Its validation Dice came from another CT: the first step measures it on this project's
+    # training slices (which it never trained on) and decides from that, not from nothing.
+    from backend.acquisition.outputs.model_import import model_version_import
+    from backend.projects.access import Role
+    from backend.projects.models import Membership
+
+    first, lead, _ = _project("paper")
+    _select(first, lead)  # trains the first project's model 0
+    second, _, _ = _project()
+    Membership.objects.create(project=second, user=lead, role=Role.LEAD)
+    imported = model_version_import(second, from_version=ModelVersion.objects.get(project=first, number=0), user=lead)
+    assert imported.training["val_dice_per_class"] is None
+    labelled = TrainingSlice.objects.filter(project=second).count()
+
+    step, _ = _select(second, lead)
+
+    imported.refresh_from_db()
+    measured = imported.training["val_dice_per_class"]
+    assert len(measured) == 23 and imported.training["validation_slices"] == labelled > 0
+    # A barely trained tiny network: measured, and too weak to be trusted.
+    assert step.guard["mode"] == "whole_slices" and "held-out mean Dice" in step.guard["reason"]
+    assert "no held-out Dice yet" not in step.guard["reason"]

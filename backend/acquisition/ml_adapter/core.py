@@ -32,6 +32,7 @@ from mltasks.report import structure_report
 from mltasks.step import SliceRanking, StepPlan, choose_slices, chosen_maps, query_masks
 from mltasks.train import IGNORE, TrainConfig
 from mltasks.uncertainty import structure_wise_variance
+from mltasks.validate import dice_per_class
 
 __all__ = [
     "IGNORE", "MyoLabelError", "calibration_fit", "calibration_held_out_mae", "evaluate", "label_set_of",
@@ -39,7 +40,7 @@ __all__ = [
     "segment_volume", "SliceRanking", "choose_slices", "chosen_maps", "step_plan",
     "train_model", "predicted_dice", "NetworkGrid", "network_grid", "pixel_mm_of", "model_pixel_mm",
     "network_inputs", "planned_passes", "rank_pool",
-    "score_network_slices", "training_budget", "segment_slices",
+    "score_network_slices", "training_budget", "segment_slices", "dice_per_class",
 ]
 
 # Keys of Project.network_config that configure training rather than the architecture.

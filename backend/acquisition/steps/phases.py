@@ -256,7 +256,7 @@ def run_selection(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     reporter.update(0.5)
     keys, scores = ranking.keys, ranking.scores
     labels, u = _working_maps_of(step, ranking, selection.chosen)
-    guard = step_guard(step)
+    guard = step_guard(step, load_model=model_and_pixel, cache=cache_dir())
     masks = guarded_masks(_query_masks(u, plan, seed=step.pk), guard)
     chosen = [(int(keys[i][0]), int(keys[i][1])) for i in selection.chosen]
     stored = guarded_predictions(step, guard, chosen, labels, masks)
