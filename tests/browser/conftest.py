@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.server
 import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -167,3 +169,18 @@ def watched_page(browser):
     page.on("console", lambda msg: _is_problem(msg) and page.problems.append(f"console {msg.type}: {msg.text}"))
     yield page
     context.close()
+
+
+# --- the annotator page ------------------------------------------------------------------
+
+def client_point(page, x: float, y: float) -> tuple[float, float]:
+    """Viewport coordinates of the centre of slice pixel (x, y)."""
+    return page.evaluate("""([x, y]) => {
+        const v = window.annotator.viewer, r = v.stage.getBoundingClientRect();
+        return [r.left + (x + 0.5) * r.width / v.width, r.top + (y + 0.5) * r.height / v.height];
+    }""", [x, y])
+
+
+def answers(page) -> np.ndarray:
+    text = page.evaluate("() => window.annotator.answersBase64()")
+    return np.frombuffer(base64.b64decode(text), np.uint8).reshape(512, 512)

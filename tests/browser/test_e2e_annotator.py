@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 import pytest
 
 from backend.acquisition import codec
 from backend.acquisition.models import Query, TrainingSlice
-from tests.browser.conftest import log_in
+from tests.browser.conftest import answers, client_point, log_in
 from tests.browser.data import annotating_project, query_rasters
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def client_point(page, x: float, y: float) -> tuple[float, float]:
-    """Viewport coordinates of the centre of slice pixel (x, y)."""
-    return page.evaluate("""([x, y]) => {
-        const v = window.annotator.viewer, r = v.stage.getBoundingClientRect();
-        return [r.left + (x + 0.5) * r.width / v.width, r.top + (y + 0.5) * r.height / v.height];
-    }""", [x, y])
-
-
-def answers(page) -> np.ndarray:
-    text = page.evaluate("() => window.annotator.answersBase64()")
-    return np.frombuffer(base64.b64decode(text), np.uint8).reshape(512, 512)
 
 
 def stroke(page, points: list[tuple[int, int]]) -> None:
