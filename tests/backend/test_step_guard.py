@@ -152,3 +152,38 @@ def test_an_imported_model_is_measured_on_this_projects_slices_before_it_may_aut
     # A barely trained tiny network: measured, and too weak to be trusted.
     assert step.guard["mode"] == "whole_slices" and "held-out mean Dice" in step.guard["reason"]
     assert "no held-out Dice yet" not in step.guard["reason"]
+
+
+def test_with_held_out_slices_the_guard_decides_on_them_not_on_one_validation_slice():
+    # A 5 % seed validates on one or two slices; the project's held-out slices are more, spread
+    # over the scan and never trained on: the guard measures the model there, once per version.
+    from backend.acquisition.held_out.services import held_out_choose
+    from backend.acquisition.steps.guarding import step_guard
+    from backend.acquisition.steps.phases import model_and_pixel
+    from backend.acquisition.steps.training_set import training_set_seed
+
+    project, lead, _ = _project(seed_fraction=None)
+    held_out_choose(project=project, per_scan=2)
+    training_set_seed(project=project, fraction=0.25)
+    step, _ = _select(project, lead)
+
+    assert step.guard["measured_on"] == "2 held-out slices"
+    version = ModelVersion.objects.get(project=project, number=0)
+    assert len(version.training["held_out_dice_per_class"]) == 23 and version.training["held_out_slices"] == 2
+    # A validation slice that flatters the model does not override the held-out measurement...
+    version.training = {**version.training, "val_dice_per_class": [0.99] * 23}
+    version.save(update_fields=["training"])
+
+    def never_loaded(_version):
+        raise AssertionError("measured once per version: no second inference")
+
+    again = step_guard(step, load_model=never_loaded)
+    assert again["mode"] == "whole_slices" and again["measured_on"] == "2 held-out slices"
+    # ...and without held-out slices the validation Dice is what there is.
+    from backend.acquisition.models import HeldOutSlice
+
+    HeldOutSlice.objects.filter(project=project).delete()
+    version.training = {k: v for k, v in version.training.items() if k != "held_out_dice_per_class"}
+    version.save(update_fields=["training"])
+    fallback = step_guard(step, load_model=never_loaded)
+    assert fallback["mode"] == "auto_label" and fallback["measured_on"].endswith("validation slices")

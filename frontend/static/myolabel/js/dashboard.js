@@ -66,6 +66,12 @@ function progressCell(step) {
   return td;
 }
 
+/** The guard's decision and what it measured the model on ("…, on 8 held-out slices"). */
+function guardWhy(guard) {
+  if (!guard || !guard.reason) return "";
+  return guard.measured_on ? `${guard.reason} (measured on ${guard.measured_on})` : guard.reason;
+}
+
 /** Unqueried pixels that took the model's label under Eq. 7's guard, and the wrong ones where a reference exists. */
 function autoLabels(mac) {
   if (!mac.queries) return "–";
@@ -86,7 +92,7 @@ function renderSteps() {
     const cells = [
       `${step.number}`, null, null, `${step.mac.answered} / ${step.mac.queries}`,
       step.mac.mac == null ? "–" : step.mac.mac.toFixed(4), autoLabels(step.mac), model ? fmt(meanDice(model)) : "–",
-      step.reason || (step.stop_reached ? "stopping rule reached" : noDiceWhy(model)) || (step.guard && step.guard.reason) || "",
+      step.reason || (step.stop_reached ? "stopping rule reached" : noDiceWhy(model)) || guardWhy(step.guard),
     ];
     cells.forEach((text, k) => {
       if (k === 1) {
