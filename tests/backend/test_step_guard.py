@@ -159,7 +159,6 @@ def test_with_held_out_slices_the_guard_decides_on_them_not_on_one_validation_sl
     # over the scan and never trained on: the guard measures the model there, once per version.
     from backend.acquisition.held_out.services import held_out_choose
     from backend.acquisition.steps.guarding import step_guard
-    from backend.acquisition.steps.phases import model_and_pixel
     from backend.acquisition.steps.training_set import training_set_seed
 
     project, lead, _ = _project(seed_fraction=None)
