@@ -43,6 +43,7 @@ _NETWORK_LIMITS: dict[str, tuple[type, float, float]] = {
     "augment": (bool, 0, 1), "val_samples": (int, 1, 100), "seed": (int, 0, 2**31 - 1),
     "warm_start": (bool, 0, 1), "min_batches_per_epoch": (int, 0, 10_000),
     "max_seconds": (float, 0.0, 7 * 86_400.0), "pixel_mm": (float, 0.25, 10.0),
+    "first_max_epochs": (int, 1, 10_000), "first_max_seconds": (float, 0.0, 7 * 86_400.0),
     "label_rule": (str, 0, 0), "patience_rule": (str, 0, 0), "augment_preset": (str, 0, 0),
 }
 # Choices of the string options: mltasks.guard.RULES (Eq. 7 with the guard, the paper's, never),

@@ -125,6 +125,14 @@ def test_a_project_sets_its_own_training_budget_and_network_pixel():
     assert cost["first_model"]["max_seconds"] == 30 and cost["training"]["max_seconds"] == 30
     project.refresh_from_db()
     assert ml_adapter.pixel_mm_of(project.network_profile, project.network_config) == 6.0
+    # Model 0 learns from the seed alone: it may get its own budget, the steps keep theirs.
+    config = {**project.network_config, "first_max_seconds": 900, "first_max_epochs": 70}
+    assert api.patch(url, {"network_config": config}, format="json").status_code == 200
+    cost = api.get(f"/api/projects/{project.id}/acquisition/step-cost/").json()
+    assert cost["first_model"]["max_seconds"] == 900 and cost["first_model"]["max_epochs"] == 70
+    assert cost["training"]["max_seconds"] == 30
+    bad = api.patch(url, {"network_config": {**config, "first_max_epochs": 0}}, format="json")
+    assert bad.status_code == 400 and "first_max_epochs" in str(bad.json())
 
 
 def test_models_of_earlier_versions_run_at_the_pixel_of_their_square_matrix():

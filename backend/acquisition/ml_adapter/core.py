@@ -59,7 +59,7 @@ def network_configs(profile: str, overrides: dict, n_classes: int) -> tuple[NetC
 
 
 # Keys of Project.network_config that belong to neither NetConfig nor TrainConfig.
-_NOT_NET_KEYS = ("warm_start", "pixel_mm", "label_rule")
+_NOT_NET_KEYS = ("warm_start", "pixel_mm", "label_rule", "first_max_epochs", "first_max_seconds")
 
 
 def pixel_mm_of(profile: str, overrides: dict) -> float | None:
@@ -104,10 +104,13 @@ def device_kind() -> str:
 
 def training_budget(overrides: dict, *, first: bool, device: str | None = None) -> dict:
     """{"max_epochs", "max_seconds", "device"} of one training phase: the project's own
-    ``network_config`` values where set, else the device's defaults."""
+    ``network_config`` values where set (``first_max_epochs`` / ``first_max_seconds`` for the first
+    model, which falls back to ``max_epochs`` / ``max_seconds``), else the device's defaults."""
     device = device or device_kind()
     epochs, seconds = TRAINING_BUDGETS[device]["first" if first else "step"]
-    overrides = overrides or {}
+    overrides = dict(overrides or {})
+    if first:  # model 0's own budget where set (it learns from the seed alone), else the project's
+        overrides.update({k: overrides[f"first_{k}"] for k in ("max_epochs", "max_seconds") if f"first_{k}" in overrides})
     return {"max_epochs": int(overrides.get("max_epochs", epochs)),
             "max_seconds": float(overrides.get("max_seconds", seconds)), "device": device}
 
