@@ -195,7 +195,7 @@ class HeldOutScorer:
 
 
 def training_of(version) -> dict:
-    keep = ("slices", "epochs", "seconds", "stop_reason", "max_seconds", "max_epochs")
+    keep = ("slices", "epochs", "seconds", "stop_reason", "budget", "best_epoch", "validation_slices")
     return {k: (version.training or {}).get(k) for k in keep}
 
 

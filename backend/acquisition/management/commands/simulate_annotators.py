@@ -11,11 +11,13 @@ predicted Dice (mean over muscles, test scans), annotation time.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -83,16 +85,27 @@ def summary(client: Client, project_id: int, step: dict) -> dict:
                 if row["step_id"] == step["id"]), {})
     models = {m["step"]: m for m in client.call("GET", f"/api/projects/{project_id}/models/")[1]}
     structures = (models.get(step["id"]) or {}).get("metrics", {}).get("structures", {})
-    muscles = [row for row in structures.values() if row["kind"] == "muscle"]
 
-    def mean(key):
-        vals = [row[key] for row in muscles if row[key] is not None]
+    def mean(key, kind="muscle"):
+        vals = [row[key] for row in structures.values() if row["kind"] == kind and row[key] is not None]
         return float(np.mean(vals)) if vals else None
 
     return {"step": step["number"], "state": step["state"], "mac": mac.get("mac"),
             "queried_pixels": mac.get("queried_pixels"), "dice": mean("dice"), "asd": mean("asd"),
-            "predicted_dice": mean("predicted_dice"), "seconds_spent": mac.get("seconds_spent"),
-            "stop_reached": step["stop_reached"]}
+            "predicted_dice": mean("predicted_dice"), "bone_dice": mean("dice", "bone"),
+            "seconds_spent": mac.get("seconds_spent"), "stop_reached": step["stop_reached"],
+            "auto_labelled": mac.get("auto_labelled_pixels"), "auto_wrong": mac.get("auto_labelled_wrong"),
+            "guard": step.get("guard"), "model_version": step.get("model_version"),
+            "phase_seconds": phase_seconds(step.get("transitions") or [])}
+
+
+def phase_seconds(transitions: list[dict]) -> dict[str, float]:
+    """Wall seconds the step spent in each state, from its transitions ({"state", "at"} in order)."""
+    out: dict[str, float] = {}
+    for this, after in itertools.pairwise(transitions):
+        spent = (datetime.fromisoformat(after["at"]) - datetime.fromisoformat(this["at"])).total_seconds()
+        out[this["state"]] = round(out.get(this["state"], 0.0) + spent, 1)
+    return out
 
 
 def fmt(value, digits: int = 4) -> str:
