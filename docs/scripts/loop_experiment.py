@@ -47,6 +47,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import secrets
 import shutil
 import sys
@@ -351,7 +352,9 @@ def main() -> None:
     try:
         run_arms(ctx, arms, out)
     finally:
+        out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         report(out)
+        print(f"peak RSS of this process (Django, the phases, the scorer): {out['peak_rss_mib']} MiB")
         if args.json:
             args.json.write_text(json.dumps(out, indent=1, default=str))
         if not args.keep_dir:

@@ -212,8 +212,12 @@ def run(args, product: Product, work: Path, out: dict) -> None:
 
 
 def step_into(out: dict, arm: str, product: Product, args, project: int, scorer: Scorer) -> None:
+    from upload_large import peak_rss_mib
+
     row = simulate_step(product, args, project)
     row["pooled"] = scorer.score(project, row["model_version"])
+    # The worker's processes' peak resident memory so far (VmHWM; a recycled pool child's is lost).
+    row["worker_peak_rss_mib"] = round(peak_rss_mib(product.stack.procs["worker"].pid))
     if "model0" not in out and arm != "cold":
         zero = scorer.versions(project)[0]
         out["model0"] = {"id": zero, **scorer.score(project, zero)}
@@ -226,6 +230,8 @@ def report(out: dict) -> None:
     m0 = out.get("model0") or {}
     print(f"\nmodel 0: pooled held-out muscle Dice {m0.get('muscle_dice')}, bone {m0.get('bone_dice')}; "
           f"training {m0.get('training')}")
+    peaks = [r.get("worker_peak_rss_mib") or 0 for a in out if a in ARMS for r in out[a].get("steps", [])]
+    print(f"worker peak RSS: {max(peaks, default=0)} MiB")
     print("| arm | step | muscle Dice (pooled) | bone Dice (pooled) | muscle Dice (product, per slice) | "
           "expert pixels (cum.) | auto-labelled | wrong | wrong % | MAC | guard | inferring s | training s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
