@@ -70,16 +70,22 @@ ARMS = {  # name: (strategy, label_rule); the rule applies once a model exists
 PHASES = ("inferring", "selecting", "answers", "training", "evaluating")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def phantom_arguments(description: str) -> argparse.ArgumentParser:
+    """A parser with what both loop scripts share: the phantom CT, its seed, its held-out slices, the arms."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--slices", type=int, default=160)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--fov-mm", type=float, default=500.0)
     ap.add_argument("--slice-mm", type=float, default=3.0)
-    ap.add_argument("--seed", type=int, default=1, help="phantom seed")
+    ap.add_argument("--seed", type=int, default=1, help="phantom seed (the transfer's CT 2: seed + 1)")
     ap.add_argument("--seed-fraction", type=float, default=0.05)
     ap.add_argument("--held-out", type=int, default=8, help="held-out slices of the scan")
     ap.add_argument("--arms", default="guard,paper,manual", help=f"comma-separated of {', '.join(ARMS)}")
+    return ap
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = phantom_arguments(__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--first-seconds", type=float, default=900.0, help="model 0's training budget")
     ap.add_argument("--step-seconds", type=float, default=240.0, help="each step's training budget")

@@ -41,20 +41,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "bench"), str(Path(__file__).resolve().parent)]
 
-ARMS = {"guard": ("tau", "guard"), "paper": ("tau", "paper"), "masked": ("tau", "masked"),
-        "manual": ("manual", "guard"), "cold": ("tau", "guard"), "transfer": ("tau", "guard")}
+from loop_experiment import ARMS, phantom_arguments  # noqa: E402 - found through the path above
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--slices", type=int, default=160)
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--fov-mm", type=float, default=500.0)
-    ap.add_argument("--slice-mm", type=float, default=3.0)
-    ap.add_argument("--seed", type=int, default=1, help="phantom seed (the transfer's CT 2: seed + 1)")
-    ap.add_argument("--seed-fraction", type=float, default=0.05)
-    ap.add_argument("--held-out", type=int, default=8)
-    ap.add_argument("--arms", default="guard,paper,manual", help=f"comma-separated of {', '.join(ARMS)}")
+    ap = phantom_arguments(__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--first-seconds", type=float, default=900.0, help="model 0's budget (first_max_seconds)")
     ap.add_argument("--first-epochs", type=int, default=10_000, help="model 0's epoch cap (first_max_epochs)")
