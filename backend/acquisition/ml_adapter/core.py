@@ -93,7 +93,7 @@ def network_inputs(hu: np.ndarray, grid: NetworkGrid) -> tuple[np.ndarray, np.nd
 # Training budget per phase and device (``TrainConfig.max_epochs``, ``max_seconds``), unless the
 # project sets its own: the first model learns from the seed alone, so it gets the longer one.
 TRAINING_BUDGETS = {
-    "cpu": {"first": (200, 600.0), "step": (100, 300.0)},
+    "cpu": {"first": (200, 900.0), "step": (100, 300.0)},
     "cuda": {"first": (400, 900.0), "step": (200, 450.0)},
 }
 
