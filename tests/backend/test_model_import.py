@@ -144,7 +144,10 @@ def _assert_refused(response, settings, before: list[str], project, *, status: i
 def test_a_copied_model_starts_the_next_ct_without_training_model_0(settings, monkeypatch):
     first = _project("hip CT 1")
     source = _trained_version(first, number=3)
+    # Used as it is (adapt_imported off): test_model_transfer.py covers the adaptation on the seed.
     project, lead, (annotator, _) = acquisition_project(n_test=0)
+    project.network_config = {**project.network_config, "adapt_imported": False}
+    project.save(update_fields=["network_config"])
     MembershipFactory(project=first, user=lead, role=LEAD)
 
     response = _copy(lead, project, source.pk)
@@ -182,7 +185,7 @@ def test_a_copied_model_starts_the_next_ct_without_training_model_0(settings, mo
     step.refresh_from_db()
     assert step.state == State.TRAINING
     assert run_phase(step, State.TRAINING) == "done"
-    # Training warm-started from the imported weights; the trained model keeps its step's number.
+    # Training warm-started from the imported weights; the trained model is the next number.
     assert loaded[-1] == Path(imported.checkpoint.path)
     versions = {v.number: v for v in ModelVersion.objects.filter(project=project)}
     assert sorted(versions) == [0, 1]
@@ -206,9 +209,9 @@ def test_an_import_after_the_projects_own_models_becomes_the_newest_and_the_next
     listed = _client(lead).get(reverse("acq-models", kwargs={"project_id": project.pk})).data
     assert [(m["number"], m["origin"]["kind"], m["is_current"]) for m in listed] == [
         (0, "trained", False), (1, "trained", False), (2, "project", True)]
-    # The next step's model will take the step's number, so the step passes the imported one's.
+    # Steps count steps; the step's model will take the next model number (3).
     step = step_start(project=project, user=lead)
-    assert step.number == 3
+    assert step.number == 2
     # Held-out Dice measured on another CT is not trusted: whole slices until this project trains its own.
     project.network_config = {k: v for k, v in project.network_config.items() if k != "label_rule"}
     assert step_guard(step)["mode"] == "whole_slices"

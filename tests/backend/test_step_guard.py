@@ -139,6 +139,9 @@ def test_an_imported_model_is_measured_on_this_projects_slices_before_it_may_aut
     first, lead, _ = _project("paper")
     _select(first, lead)  # trains the first project's model 0
     second, _, _ = _project()
+    # Used as it is: an adapted import (the default) is a model trained here, with its own validation.
+    second.network_config = {**second.network_config, "adapt_imported": False}
+    second.save(update_fields=["network_config"])
     Membership.objects.create(project=second, user=lead, role=Role.LEAD)
     imported = model_version_import(second, from_version=ModelVersion.objects.get(project=first, number=0), user=lead)
     assert imported.training["val_dice_per_class"] is None

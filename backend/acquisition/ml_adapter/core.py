@@ -59,7 +59,7 @@ def network_configs(profile: str, overrides: dict, n_classes: int) -> tuple[NetC
 
 
 # Keys of Project.network_config that belong to neither NetConfig nor TrainConfig.
-_NOT_NET_KEYS = ("warm_start", "pixel_mm", "label_rule", "first_max_epochs", "first_max_seconds")
+_NOT_NET_KEYS = ("warm_start", "pixel_mm", "label_rule", "first_max_epochs", "first_max_seconds", "adapt_imported")
 
 
 def pixel_mm_of(profile: str, overrides: dict) -> float | None:

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Max
 
 from backend.acquisition import codec, ml_adapter
 from backend.acquisition.held_out.selectors import held_out_excluded
@@ -136,6 +137,7 @@ def _training_data(project: Project, *, pixel_mm: float | None, depth: int) -> l
 # and took 56 % of the time (docs/simulation.md, run 4). ``network_config.warm_start =
 # false`` re-initialises as the paper did.
 WARM_START = True
+IMPORTED_ORIGINS = ("project", "upload")  # outputs.model_import's origin kinds
 
 
 def _train(step, reporter, *, path: Path, first: bool):
@@ -153,21 +155,40 @@ def _train(step, reporter, *, path: Path, first: bool):
     return (model, summary), net_cfg, train_cfg, pixel_mm
 
 
-def _save_version(project: Project, step, trained, number: int) -> ModelVersion:
+def _save_version(project: Project, step, trained, *, of_step: bool, origin: dict | None = None) -> ModelVersion:
+    """Store a trained network as the project's next model number (after any imported one);
+    ``of_step``: the model the step trained (model 0 and an adapted import belong to no step)."""
     (model, summary), net_cfg, train_cfg, pixel_mm = trained
+    last = ModelVersion.objects.filter(project=project).aggregate(m=Max("number"))["m"]
+    number = 0 if last is None else last + 1
     path = cache_dir() / f"step-{step.pk}-model-{number}.pt"
     # Provenance in the file: a downloaded checkpoint imported elsewhere keeps its pixel size (model_import).
     ml_adapter.save_model(path, model, label_set=ml_adapter.label_set_of(project.label_set), train_config=train_cfg,
                           provenance={"project": project.pk, "project_name": project.name, "model_number": number,
                                       "profile": project.network_profile, "pixel_mm": pixel_mm})
-    version = ModelVersion(project=project, step=step if number else None, number=number,
+    version = ModelVersion(project=project, step=step if of_step else None, number=number,
                            config={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(),
                                    "profile": project.network_profile, "pixel_mm": pixel_mm},
-                           training=summary, origin={"kind": "trained"})
+                           training=summary, origin=origin or {"kind": "trained"})
     with path.open("rb") as fh:
         version.checkpoint.save(f"project-{project.pk}-model-{number}.pt", File(fh), save=False)
     version.save()
     return version
+
+
+def _adapts_import(project: Project, version: ModelVersion) -> bool:
+    """Whether the step first trains an imported current model on the project's labelled slices
+    (warm start, the step's budget): another CT's model, fitted to this CT's labels before it ranks
+    the pool, so that the project starts where the other ended (docs/learning.md). Only when the project wants
+    it (``network_config.adapt_imported``, default on), has labelled slices, and the import has the
+    project's network and pixel size (else step 1's training starts afresh anyway)."""
+    config = project.network_config or {}
+    if version.origin.get("kind") not in IMPORTED_ORIGINS or not config.get("adapt_imported", True):
+        return False
+    if not config.get("warm_start", WARM_START) or not TrainingSlice.objects.filter(project=project).exists():
+        return False
+    net_cfg, _, pixel_mm = _configs(project, first=False)
+    return version.config.get("net") == net_cfg.to_dict() and ml_adapter.model_pixel_mm(version.config) == pixel_mm
 
 
 def model_and_pixel(version: ModelVersion):
@@ -182,10 +203,15 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     if needs_cold_start(project):
         return _run_cold_start(step, reporter, runner)
     version = current_model(project)
-    bootstrap = None
+    bootstrap, adapted_from = None, None
     if version is None:
         reporter.segment(0, 50, "training the first model on the initial training set", subphase="first_model")
         bootstrap = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt", first=True)
+        model, pixel_mm = bootstrap[0][0], bootstrap[3]
+    elif _adapts_import(project, version):
+        reporter.segment(0, 50, "adapting the imported model to this project's labelled slices", subphase="first_model")
+        bootstrap, adapted_from = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt",
+                                         first=False), version
         model, pixel_mm = bootstrap[0][0], bootstrap[3]
     else:
         model, pixel_mm = model_and_pixel(version)
@@ -198,7 +224,8 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     with transaction.atomic():
         fresh = _locked_step(step, State.INFERRING, runner)
         if bootstrap is not None:
-            _save_version(project, fresh, bootstrap, number=0)
+            _save_version(project, fresh, bootstrap, of_step=False, origin=None if adapted_from is None else {
+                "kind": "adapted", "from_model_version": adapted_from.pk, "from_number": adapted_from.number})
         fresh.costs = {**fresh.costs, "inferring": {
             "seconds": round(time.monotonic() - started, 1), "slices": int(ranked.rescored.size),
             "slice_passes": int(ranked.passes), "network_pixels": pixels,
@@ -331,7 +358,7 @@ def run_training(step: AcquisitionStep, reporter: PhaseReporter, runner: str) ->
     with transaction.atomic():
         fresh = _locked_step(step, State.TRAINING, runner)
         ModelVersion.objects.filter(step=fresh).delete()  # a half-recorded earlier attempt, if any
-        _save_version(fresh.project, fresh, trained, number=fresh.number)
+        _save_version(fresh.project, fresh, trained, of_step=True)
         step_transition(step=fresh, target=State.EVALUATING)
     path.unlink(missing_ok=True)
 

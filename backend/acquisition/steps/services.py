@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from backend.acquisition.errors import StepConflict
 from backend.acquisition.events import publish_state
-from backend.acquisition.models import AcquisitionStep, ModelVersion, Query
+from backend.acquisition.models import AcquisitionStep, Query
 from backend.acquisition.states import (
     FINAL,
     GPU_QUEUE,
@@ -107,10 +107,9 @@ def step_start(*, project: Project, user: User, force: bool = False) -> Acquisit
         raise StepConflict(f"the stopping rule held after step {last.number} (every muscle's predicted Dice >= "
                            f"{project.stop_target_dice}); start with force=true to continue anyway",
                            code="stop_reached")
-    # Past the newest model too: a step's model takes the step's number, and an imported
-    # model (outputs/model_import.py) may already hold the next one.
-    last_model = ModelVersion.objects.filter(project=project).aggregate(m=Max("number"))["m"] or 0
-    number = max(AcquisitionStep.objects.filter(project=project).aggregate(m=Max("number"))["m"] or 0, last_model) + 1
+    # Steps count steps; models are numbered apart, in the order they are made (an import, an
+    # imported model adapted inside step 1, each step's model: phases._save_version).
+    number = (AcquisitionStep.objects.filter(project=project).aggregate(m=Max("number"))["m"] or 0) + 1
     step = AcquisitionStep.objects.create(
         project=project, number=number, strategy=project.strategy, tau=project.tau,
         slices_per_step=project.slices_per_step, k_uncertain=project.k_uncertain,
