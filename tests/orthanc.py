@@ -197,3 +197,44 @@ def archive(orthanc, db):
 
     return DicomWebArchive.objects.create(name="Test PACS", url=orthanc.dicomweb_url, username=orthanc.username,
                                           password_encrypted=encrypt_password(orthanc.password))
+
+
+def segmented_dicom_scan(orthanc, folder: Path) -> dict:
+    """A DICOM scan whose series ``orthanc`` holds, imported into a new project's pool, and a finished
+    segmentation of it (two boxes): {"project", "scan", "seg", "study", "series"}. Needs the database
+    and temporary storage (``use_tmp_storage``)."""
+    import numpy as np
+    import pydicom
+
+    from backend.imaging.models import Scan
+    from backend.imaging.services import scan_import_file
+    from backend.imaging.volumes import save_array
+    from tests.backend.factories import (
+        LabelSetFactory,
+        PoolFactory,
+        ProjectFactory,
+        segmentation_with_uncertainty,
+    )
+
+    paths = small_ct_series(folder / "ct", box=4, series_description="thigh CT")
+    orthanc.store_files(paths)
+    pool = PoolFactory()
+    project = ProjectFactory(label_set=LabelSetFactory(labels__n=2), pools=[pool])
+    [result] = scan_import_file(pool=pool, path=folder / "ct", name="ct")
+    scan = Scan.objects.get(pk=result["scan_id"])
+    labels = np.zeros(scan.shape, np.uint8)
+    labels[:, 5:10, 5:10], labels[1:, 12:18, 12:18] = 1, 2
+    seg = segmentation_with_uncertainty(project, scan, np.zeros(scan.shape, np.float16))
+    seg.labels = save_array(labels, "acquisition/segmentations/labels.npy")
+    seg.save(update_fields=["labels"])
+    first = pydicom.dcmread(paths[0])
+    return {"project": project, "scan": scan, "seg": seg, "study": first.StudyInstanceUID,
+            "series": first.SeriesInstanceUID}
+
+
+def seg_series_in(orthanc, study: str) -> list:
+    """The DICOM-SEG series (QIDO-RS JSON) of ``study`` in ``orthanc``."""
+    from backend.imaging.pacs.client import archive_client
+
+    client = archive_client(url=orthanc.dicomweb_url, username=orthanc.username, password=orthanc.password)
+    return client.search_for_series(study, search_filters={"Modality": "SEG"})

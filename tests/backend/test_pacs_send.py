@@ -4,14 +4,10 @@ may, the SEG lands in the CT's study, and what cannot be sent says why and sends
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 import pytest
 
 from backend.acquisition.models import Segmentation
-from backend.imaging.models import DicomWebArchive, Scan
-from backend.imaging.pacs.client import archive_client
-from backend.imaging.services import scan_import_file
-from backend.imaging.volumes import save_array
+from backend.imaging.models import DicomWebArchive
 from tests.backend.factories import (
     LabelSetFactory,
     MembershipFactory,
@@ -22,7 +18,7 @@ from tests.backend.factories import (
     segmentation_with_uncertainty,
     use_tmp_storage,
 )
-from tests.orthanc import free_port, small_ct_series
+from tests.orthanc import free_port, seg_series_in, segmented_dicom_scan
 
 pytestmark = pytest.mark.django_db
 
@@ -35,19 +31,7 @@ def _storage(settings, tmp_path):
 @pytest.fixture
 def segmented(orthanc, tmp_path):
     """A DICOM scan whose series Orthanc holds, and a finished segmentation of it (two boxes)."""
-    paths = small_ct_series(tmp_path / "ct", box=4, series_description="thigh CT")
-    orthanc.store_files(paths)
-    pool = PoolFactory()
-    project = ProjectFactory(label_set=LabelSetFactory(labels__n=2), pools=[pool])
-    [result] = scan_import_file(pool=pool, path=tmp_path / "ct", name="ct")
-    scan = Scan.objects.get(pk=result["scan_id"])
-    labels = np.zeros(scan.shape, np.uint8)
-    labels[:, 5:10, 5:10], labels[1:, 12:18, 12:18] = 1, 2
-    seg = segmentation_with_uncertainty(project, scan, np.zeros(scan.shape, np.float16))
-    seg.labels = save_array(labels, "acquisition/segmentations/labels.npy")
-    seg.save(update_fields=["labels"])
-    first = pydicom.dcmread(paths[0])
-    return {"project": project, "seg": seg, "study": first.StudyInstanceUID, "series": first.SeriesInstanceUID}
+    return segmented_dicom_scan(orthanc, tmp_path)
 
 
 def _member(client, project, role: str):
@@ -62,11 +46,6 @@ def _send(client, seg, archive_id: int):
                        content_type="application/json")
 
 
-def _segs_in(orthanc, study: str) -> list:
-    client = archive_client(url=orthanc.dicomweb_url, username=orthanc.username, password=orthanc.password)
-    return client.search_for_series(study, search_filters={"Modality": "SEG"})
-
-
 @pytest.mark.parametrize("role", ["lead", "admin"])
 def test_a_lead_sends_the_seg_into_the_cts_study(client, orthanc, archive, segmented, role):
     response = _send(_member(client, segmented["project"], role), segmented["seg"], archive.id)
@@ -74,7 +53,7 @@ def test_a_lead_sends_the_seg_into_the_cts_study(client, orthanc, archive, segme
     assert response.status_code == 201, response.content
     sent = response.json()
     assert (sent["study_uid"], sent["referenced_series_uid"]) == (segmented["study"], segmented["series"])
-    [found] = _segs_in(orthanc, segmented["study"])
+    [found] = seg_series_in(orthanc, segmented["study"])
     assert found["0020000E"]["Value"] == [sent["series_uid"]]
 
 
@@ -84,7 +63,7 @@ def test_annotators_get_403_and_strangers_404_and_nothing_is_sent(client, orthan
     MembershipFactory(user=stranger, project=ProjectFactory(), role="admin")
     client.force_login(stranger)
     assert _send(client, segmented["seg"], archive.id).status_code == 404
-    assert _segs_in(orthanc, segmented["study"]) == []
+    assert seg_series_in(orthanc, segmented["study"]) == []
 
 
 def test_an_unfinished_segmentation_is_not_sent(client, orthanc, archive, segmented):
@@ -93,7 +72,7 @@ def test_an_unfinished_segmentation_is_not_sent(client, orthanc, archive, segmen
     response = _send(_member(client, segmented["project"], "lead"), seg, archive.id)
     assert response.status_code == 409 and response.json()["code"] == "not_done"
     assert "once it is done" in response.json()["detail"]
-    assert _segs_in(orthanc, segmented["study"]) == []
+    assert seg_series_in(orthanc, segmented["study"]) == []
 
 
 def test_a_scan_not_imported_from_dicom_is_not_sent(client, archive):
