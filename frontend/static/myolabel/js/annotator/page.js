@@ -177,6 +177,11 @@ function changed(indices) {
 
 function renderLegend() {
   const ed = state.editor;
+  if (peek.active) {
+    const { values, extras } = peek.legend();
+    labelLegend($("#legend"), rows, values, extras);
+    return;
+  }
   const present = new Set();
   for (let i = 0; i < ed.predicted.length; i++) present.add(ed.predicted[i]);
   for (const v of ed.answers) if (v !== UNANSWERED) present.add(v);
@@ -411,7 +416,7 @@ setInterval(() => {
 const reformats = createReformats({ base, state, coronal: $("#coronal"), sagittal: $("#sagittal"),
   caption: $("#reformat-info") });
 
-const peek = createPeek({ state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
+const peek = createPeek({ base, state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
   references: () => state.references || [],
   depth: () => state.depth || 1, lut, banner: $("#peek"), onChange: () => renderLegend() });
 state.peek = peek;
