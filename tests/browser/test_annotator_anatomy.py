@@ -82,3 +82,52 @@ def _model_segmentation(project, scan):
     seg.labels = save_array(np.full((5, 512, 512), 3, np.uint8), "acquisition/segmentations/labels.npy")
     seg.save()
     return seg
+
+
+def _reformat_pixels(page, canvas: str, z: int, xs: range) -> list[list[int]]:
+    """RGB of the display row of slice z (head up: the last slice on top) of a reformat canvas."""
+    return page.evaluate("""([id, z, xs]) => {
+      const c = document.querySelector(id), depth = window.annotator.depth;
+      let r = 0;
+      while (r < c.height && depth - 1 - Math.min(depth - 1, Math.floor((r * depth) / c.height)) !== z) r++;
+      const d = c.getContext('2d').getImageData(0, r, c.width, 1).data;
+      return xs.map((x) => [d[x * 4], d[x * 4 + 1], d[x * 4 + 2]]);
+    }""", [canvas, z, list(xs)])
+
+
+def _grey(rgb) -> bool:
+    return rgb[0] == rgb[1] == rgb[2]
+
+
+def test_reformats_carry_answered_and_predicted_labels_with_a_toggle_and_a_legend(app_page, live_server, project):
+    from backend.acquisition import codec
+    from backend.acquisition.models import TrainingSlice
+
+    proj, _, _, ids = project
+    scan = Query.objects.get(pk=ids[0]).scan
+    labels = np.full((512, 512), 4, np.uint8)
+    TrainingSlice.objects.create(project=proj, scan=scan, z=4, height=512, width=512, labels=codec.pack_labels(labels),
+                                 answered=codec.pack_mask(labels > 0), source=TrainingSlice.Source.QUERY)
+    page = app_page
+    open_annotator(page, live_server.url, project)
+    page.wait_for_function("() => window.annotator.reformatShown && window.annotator.depth")
+    caption = page.inner_text("#reformat-info")
+    assert "Labelled rows: z 4 (answered)" in caption and "predicted rows: step 1's prediction" in caption
+    legend = page.inner_text("#reformat-legend")
+    assert "Psoas major" in legend and "Iliacus" in legend and "predicted: step 1's prediction" in legend
+    assert "answered or reference" in legend and "the query's slice" in legend
+    answered = _reformat_pixels(page, "#coronal", 4, range(240, 250))
+    assert not any(_grey(p) for p in answered)  # the answered psoas, solid
+    predicted = _reformat_pixels(page, "#coronal", 3, range(240, 272))  # the step's iliacus at y 260: hatched
+    tinted = [p for p in predicted if p[2] > p[0] + 20]
+    assert 8 <= len(tinted) <= 24 and len(tinted) + sum(_grey(p) for p in predicted) == len(predicted)
+    assert all(_grey(p) for p in _reformat_pixels(page, "#coronal", 1, range(0, 512, 7)))  # nothing there
+    assert _reformat_pixels(page, "#coronal", 2, range(10, 11)) == [[255, 212, 0]]  # the query's slice
+    page.click("#reformat-labels")  # labels off: the HU alone, the query's slice still marked
+    assert all(_grey(p) for p in _reformat_pixels(page, "#coronal", 4, range(240, 250)))
+    assert all(_grey(p) for p in _reformat_pixels(page, "#sagittal", 3, range(240, 256)))
+    assert _reformat_pixels(page, "#coronal", 2, range(10, 11)) == [[255, 212, 0]]
+    assert "Psoas major" not in page.inner_text("#reformat-legend")
+    page.click("#reformat-labels")
+    assert not any(_grey(p) for p in _reformat_pixels(page, "#sagittal", 4, range(240, 250)))
+    assert page.errors == []

@@ -414,7 +414,7 @@ setInterval(() => {
 }, 5 * 60 * 1000);
 
 const reformats = createReformats({ base, state, coronal: $("#coronal"), sagittal: $("#sagittal"),
-  caption: $("#reformat-info") });
+  caption: $("#reformat-info"), legend: $("#reformat-legend"), toggle: $("#reformat-labels"), rows, lut });
 
 const peek = createPeek({ base, state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
   references: () => state.references || [],
