@@ -269,20 +269,6 @@ def test_copy_the_nearest_labelled_slice_and_interpolate_between_two(app_page, l
     assert page.errors == []
 
 
-def test_push_drags_a_structure_over_its_neighbour(app_page, live_server, project):
-    page = app_page
-    open_annotator(page, live_server.url, project)
-    page.keyboard.press("1")  # the chosen structure does not matter: push takes the one under the press
-    page.keyboard.press("g")
-    page.mouse.move(*client_point(page, 256, 300))  # iliacus (3) predicted here
-    page.mouse.down()
-    page.mouse.move(*client_point(page, 190, 240), steps=10)  # into gluteus maximus (1)
-    page.mouse.up()
-    a = answers(page)
-    assert a[300, 256] == 3 and a[240, 190] == 3 and query_rasters(2)[1][240, 190] == 1
-    assert page.errors == []
-
-
 def test_neighbouring_slices_in_the_main_view_read_only_with_their_labels(app_page, live_server, project):
     from backend.acquisition import codec
     from backend.acquisition.models import TrainingSlice

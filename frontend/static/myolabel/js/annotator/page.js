@@ -10,6 +10,7 @@ import { fillUnanswered, loadNearby, nearbyChoice, nearbyLabels, renderNeighbour
 import { buildPalette, rowOfKey } from "./palette.js";
 import { installKeys } from "./keys.js";
 import { createPeek } from "./peek.js";
+import { pushStart, pushTo } from "./push.js";
 import { createReformats } from "./reformat.js";
 import { describePixel, installPointer, readoutText } from "./pointer.js";
 import { colourTable, HEAT_RGB, presetOf } from "./render.js";
@@ -207,7 +208,7 @@ function updateCounts() {
 function applyAt(x, y) {
   const ed = state.editor;
   const r = state.radius;
-  if (state.tool === "brush" || state.tool === "push") return ed.paint(x, y, r, state.painting.value);
+  if (state.tool === "brush") return ed.paint(x, y, r, state.painting.value);
   if (state.tool === "eraser") return ed.erase(x, y, r);
   if (state.tool === "accept") return ed.acceptPredicted(x, y, r);
   return [];
@@ -230,12 +231,6 @@ function strokeTo(p) {
   changed(indices);
   state.painting.last = p;
   state.paintTimes.push(performance.now() - t0);
-}
-
-/** The label shown at a pixel: the answer, else the prediction. */
-function shownLabel(i) {
-  const a = state.editor.answers[i];
-  return a === UNANSWERED ? state.editor.predicted[i] : a;
 }
 
 /** A press of the left button with the current tool; true when it starts a stroke. */
@@ -261,12 +256,26 @@ function press(p) {
     updateCounts();
     return false;
   }
-  // Push: the structure under the press spreads where the pointer goes (the boundary moves).
-  const value = state.tool === "push" && inside ? shownLabel(y * ed.width + x) : state.label;
+  if (state.tool === "push") return startPush(x, y);
   ed.beginStroke();
-  state.painting = { last: null, value };
+  state.painting = { last: null, value: state.label };
   strokeTo({ x, y });
   return true;
+}
+
+/** A press with the push tool: the boundary near it follows the drag (push.js); false when none is near. */
+function startPush(x, y) {
+  const push = pushStart(state.editor, x, y, state.radius);
+  if (push.error) { tell(push.error, "info"); return false; }
+  state.editor.beginStroke();
+  state.pushing = push;
+  return true;
+}
+
+function dragTo(p) {
+  const x = Math.floor(p.x), y = Math.floor(p.y);
+  if (state.pushing) changed(pushTo(state.editor, state.pushing, x, y));
+  else if (state.painting) strokeTo({ x, y });
 }
 
 function setTool(tool) {
@@ -318,7 +327,7 @@ function hover(p) {
     return;
   }
   $("#readout").textContent = readoutText(describePixel(ed, state.viewer.hu, nameOf, x, y));
-  if (!state.painting) reformats.follow(x, y);
+  if (!state.painting && !state.pushing) reformats.follow(x, y);
 }
 
 // ---------- submit ----------
@@ -426,8 +435,8 @@ installControls();
 installPointer($("#viewport"), () => (state.editor ? state.viewer : null), {
   tool: () => state.tool,
   press,
-  drag: (p) => { if (state.painting) strokeTo({ x: Math.floor(p.x), y: Math.floor(p.y) }); },
-  release: () => { state.editor.endStroke(); state.painting = null; updateCounts(); },
+  drag: dragTo,
+  release: () => { state.editor.endStroke(); state.painting = null; state.pushing = null; updateCounts(); },
   windowLevel: (w, l) => { state.viewer.setWindow(w, l); showWindow(); },
   hover,
   radius: () => state.radius,
