@@ -20,6 +20,7 @@ from backend.imaging.models import ReferenceLabelMap
 from backend.imaging.volumes import save_array
 from backend.projects.models import Membership
 from tests.backend.factories import (
+    LabelSetFactory,
     MembershipFactory,
     ProjectFactory,
     UserFactory,
@@ -50,20 +51,21 @@ def _segmentation(project, scan, labels) -> Segmentation:
 
 def test_a_neighbouring_slice_shows_the_step_prediction_where_it_stored_one(tmp_path, settings):
     project, annotator, _, ids = annotating_project(tmp_path, settings)
-    url = f"/api/projects/{project.id}/queries/{ids[0]}/predicted/"
+    url = f"/api/projects/{project.id}/queries/{ids[0]}/slice-labels/"
     client = _client(annotator)
     found = client.get(url, {"z": 3}).json()  # the step's other query
     assert found["source"] == {"kind": "step", "model": None, "step": 1,
                                "description": "step 1's prediction (stored for its queried slices only)"}
-    assert (_labels(found["labels"]) == query_rasters(3)[1]).all()
-    assert client.get(url, {"z": 1}).json()["labels"] is None  # nothing predicted there: the page says so
+    assert (_labels(found["predicted"]) == query_rasters(3)[1]).all()
+    assert found["labelled"] is None and found["labelled_source"] is None
+    assert client.get(url, {"z": 1}).json()["predicted"] is None  # nothing predicted there: the page says so
 
 
 def test_a_cold_start_query_predicts_nothing(tmp_path, settings):
     project, annotator, _, ids = annotating_project(tmp_path, settings)
     Query.objects.filter(pk=ids[1]).update(predicted=codec.pack_labels(np.full((SIZE, SIZE), 255, np.uint8)))
-    found = _client(annotator).get(f"/api/projects/{project.id}/queries/{ids[0]}/predicted/", {"z": 3}).json()
-    assert found["labels"] is None
+    found = _client(annotator).get(f"/api/projects/{project.id}/queries/{ids[0]}/slice-labels/", {"z": 3}).json()
+    assert found["predicted"] is None
 
 
 def test_the_newest_finished_segmentation_of_the_scan_wins_over_the_step(tmp_path, settings):
@@ -72,16 +74,16 @@ def test_the_newest_finished_segmentation_of_the_scan_wins_over_the_step(tmp_pat
     _segmentation(project, scan, np.full((5, SIZE, SIZE), 2, np.uint8))
     _segmentation(project, scan, np.full((5, SIZE, SIZE), 4, np.uint8))  # model 2: the newest
     segmentation_with_uncertainty(project, scan, np.zeros((5, SIZE, SIZE)))  # model 3, no labels: not a source
-    found = _client(annotator).get(f"/api/projects/{project.id}/queries/{ids[0]}/predicted/", {"z": 1}).json()
+    found = _client(annotator).get(f"/api/projects/{project.id}/queries/{ids[0]}/slice-labels/", {"z": 1}).json()
     assert found["source"] == {"kind": "segmentation", "model": 2, "step": None,
                                "description": "model 2's segmentation of this scan"}
-    assert (_labels(found["labels"]) == 4).all()
+    assert (_labels(found["predicted"]) == 4).all()
     assert ModelVersion.objects.filter(project=project).count() == 3
 
 
 def test_bad_slices_are_refused_with_the_valid_range(tmp_path, settings):
     project, annotator, _, ids = annotating_project(tmp_path, settings)
-    url = f"/api/projects/{project.id}/queries/{ids[0]}/predicted/"
+    url = f"/api/projects/{project.id}/queries/{ids[0]}/slice-labels/"
     client = _client(annotator)
     for params, words in (({"z": 5}, "slice 5 is outside the scan, whose z runs from 0 to 4"),
                           ({"z": -1}, "greater than or equal to 0"),
@@ -89,6 +91,28 @@ def test_bad_slices_are_refused_with_the_valid_range(tmp_path, settings):
                           ({}, "This field is required")):
         refused = client.get(url, params)
         assert refused.status_code == 400 and words in str(refused.json()), (params, refused.json())
+
+
+def test_a_neighbouring_slice_shows_labels_by_the_rule_of_the_reformats(tmp_path, settings):
+    project, annotator, _, ids = annotating_project(tmp_path, settings)
+    query = Query.objects.get(pk=ids[0])  # z 2
+    reference = np.full((5, SIZE, SIZE), 6, np.uint8)
+    ReferenceLabelMap.objects.create(scan=query.scan, label_set=project.label_set, labelled_slices=[0, 1, 4],
+                                     labels=save_array(reference, "labels/ref.npy"))
+    ReferenceLabelMap.objects.create(scan=query.scan, label_set=LabelSetFactory(), labelled_slices=[3],
+                                     labels=save_array(reference + 1, "labels/other.npy"))  # another label set
+    labels = np.full((SIZE, SIZE), 3, np.uint8)
+    TrainingSlice.objects.create(project=project, scan=query.scan, z=4, height=SIZE, width=SIZE,
+                                 labels=codec.pack_labels(labels), answered=codec.pack_mask(labels > 0),
+                                 source=TrainingSlice.Source.QUERY)
+    HeldOutSlice.objects.create(project=project, scan=query.scan, z=0)
+    client = _client(annotator)
+    url = f"/api/projects/{project.id}/queries/{query.id}/slice-labels/"
+    seen = {z: client.get(url, {"z": z}).json() for z in (0, 1, 3, 4)}
+    assert seen[0]["labelled"] is None, "a held-out slice's labels must not be shown"
+    assert seen[1]["labelled_source"] == "reference" and (_labels(seen[1]["labelled"]) == 6).all()
+    assert seen[3]["labelled"] is None, "another label set's reference is not the project's"
+    assert seen[4]["labelled_source"] == "query" and (_labels(seen[4]["labelled"]) == 3).all()
 
 
 def test_reformat_labels_give_labelled_rows_without_held_out_ones_and_predicted_rows(tmp_path, settings):
@@ -144,7 +168,7 @@ def test_bad_reformat_label_requests_are_refused_with_their_reason(tmp_path, set
         assert refused.status_code == 400 and words in str(refused.json()), (params, refused.json())
 
 
-@pytest.mark.parametrize("path", ["predicted/?z=1", "reformat/labels/?plane=coronal&at=1"])
+@pytest.mark.parametrize("path", ["slice-labels/?z=1", "reformat/labels/?plane=coronal&at=1"])
 def test_an_annotator_of_another_project_gets_404(tmp_path, settings, path):
     project, _, _, ids = annotating_project(tmp_path, settings)
     membership = MembershipFactory(project=ProjectFactory(), role=Membership.Role.ANNOTATOR)

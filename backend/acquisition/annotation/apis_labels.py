@@ -1,6 +1,6 @@
-"""The labels around a query, read only: the model's prediction of any slice of its scan (shown while
-the expert looks at the neighbouring slices) and the label rows of a coronal or sagittal plane (shown
-on the reformats). Rasters travel as base64 of zlib uint8, 255 = no label (docs/annotator.md)."""
+"""The labels around a query, read only: the labels and the model's prediction of any slice of its
+scan (shown while the expert looks at the neighbouring slices) and the label rows of a coronal or
+sagittal plane (shown on the reformats), by one rule. Rasters travel as base64 of zlib uint8, 255 = no label (docs/annotator.md)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from rest_framework.response import Response
 from backend.acquisition import codec
 from backend.acquisition.annotation.selectors import (
     PLANES,
-    PredictedSlice,
     PredictionSource,
     ReformatLabels,
-    predicted_slice,
+    SliceLabels,
     reformat_labels,
+    slice_labels,
 )
 from backend.acquisition.api_base import AcquisitionApi, query_of
 
@@ -34,22 +34,32 @@ class PredictionSourceOutput(serializers.Serializer):
                 "step": instance.step_number}
 
 
-class QueryPredictedApi(AcquisitionApi):
-    """The model's labels of slice ``z`` of the query's scan, or ``labels: null`` when nothing is
-    predicted for it (the step's prediction covers only its queried slices)."""
+def _raster(labels) -> str | None:
+    return None if labels is None else codec.b64(codec.pack_labels(labels))
+
+
+class QuerySliceLabelsApi(AcquisitionApi):
+    """What slice ``z`` of the query's scan shows while the expert looks at it: its labels (an answered
+    query, else reference labels; never a held-out slice) or ``labelled: null``, and the model's labels
+    or ``predicted: null`` when nothing is predicted for it (the step's prediction covers only the slices
+    it queried)."""
 
     class InputSerializer(serializers.Serializer):
         z = serializers.IntegerField(min_value=0, help_text="the slice of the query's scan")
 
-    @extend_schema_serializer(component_name="PredictedSlice")
+    @extend_schema_serializer(component_name="SliceLabels")
     class OutputSerializer(serializers.Serializer):
         z = serializers.IntegerField()
-        source = PredictionSourceOutput()
-        labels = serializers.CharField(allow_null=True, help_text="base64 of zlib(uint8 row-major labels), or null")
+        labelled = serializers.CharField(allow_null=True, help_text="base64 of zlib(uint8 row-major labels); 255 = "
+                                                                    "unlabelled; null when nobody labelled the slice")
+        labelled_source = serializers.ChoiceField(choices=["query", "reference"], allow_null=True)
+        predicted = serializers.CharField(allow_null=True, help_text="base64 of zlib(uint8 row-major labels), or "
+                                                                     "null when nothing is predicted for the slice")
+        source = PredictionSourceOutput(help_text="where the prediction comes from")
 
-        def to_representation(self, instance: PredictedSlice) -> dict:
-            return {"z": instance.z, "source": PredictionSourceOutput(instance.source).data,
-                    "labels": None if instance.labels is None else codec.b64(codec.pack_labels(instance.labels))}
+        def to_representation(self, instance: SliceLabels) -> dict:
+            return {"z": instance.z, "labelled": _raster(instance.labelled), "labelled_source": instance.labelled_source,
+                    "predicted": _raster(instance.predicted), "source": PredictionSourceOutput(instance.source).data}
 
     @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer})
     def get(self, request, project_id: int, query_id: int):
@@ -57,7 +67,7 @@ class QueryPredictedApi(AcquisitionApi):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         try:
-            found = predicted_slice(query, params.validated_data["z"])
+            found = slice_labels(query, params.validated_data["z"])
         except ValueError as exc:
             raise serializers.ValidationError({"z": [str(exc)]}) from exc
         return Response(self.OutputSerializer(found).data)
@@ -82,9 +92,9 @@ class QueryReformatLabelsApi(AcquisitionApi):
         source = PredictionSourceOutput()
 
         def to_representation(self, instance: ReformatLabels) -> dict:
-            return {"shape": list(instance.labelled.shape), "labelled": codec.b64(codec.pack_labels(instance.labelled)),
+            return {"shape": list(instance.labelled.shape), "labelled": _raster(instance.labelled),
                     "labelled_rows": [{"z": z, "source": s} for z, s in instance.labelled_rows.items()],
-                    "predicted": codec.b64(codec.pack_labels(instance.predicted)),
+                    "predicted": _raster(instance.predicted),
                     "predicted_rows": instance.predicted_rows, "source": PredictionSourceOutput(instance.source).data}
 
     @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer})

@@ -135,25 +135,52 @@ def _row(labels: np.ndarray, plane: str, at: int) -> np.ndarray:
     return labels[at, :] if PLANES[plane] == 1 else labels[:, at]
 
 
-def _labelled_rows(query: Query, plane: str, at: int, out: np.ndarray) -> dict[int, str]:
-    """Fill ``out`` with the plane's rows of the project's labelled slices (its training set, else the
-    scan's reference labels of the project's label set), never a held-out slice; z -> source."""
+def _labelled_slices(query: Query, only: int | None = None):
+    """The project's labelled slices of the query's scan (``only`` that z when given): its training set
+    (answered queries, seeded references), else the scan's reference labels of the project's label set;
+    never a held-out slice (its labels measure accuracy). Yields (z, source, (H, W) uint8 labels) by z."""
     project = query.step.project
     held = set(HeldOutSlice.objects.filter(project_id=project.id, scan_id=query.scan_id).values_list("z", flat=True))
-    sources = {}
-    for z, packed, source in (TrainingSlice.objects.filter(project_id=project.id, scan_id=query.scan_id,
-                                                           height=query.height, width=query.width)
-                              .exclude(z__in=held).values_list("z", "labels", "source")):
-        out[z] = _row(codec.unpack_labels(packed, (query.height, query.width)), plane, at)
-        sources[z] = source
+    rows = (TrainingSlice.objects.filter(project_id=project.id, scan_id=query.scan_id, height=query.height,
+                                         width=query.width).exclude(z__in=held))
+    if only is not None:
+        rows = rows.filter(z=only)
+    found = {z: (source, codec.unpack_labels(packed, (query.height, query.width)))
+             for z, packed, source in rows.values_list("z", "labels", "source")}
     reference = ReferenceLabelMap.objects.filter(scan_id=query.scan_id, label_set_id=project.label_set_id).first()
     if reference is not None:
-        volume = reference_labels(reference)
-        for z in set(reference.labelled_slices) - held - set(sources):
-            if 0 <= z < out.shape[0]:
-                out[z] = _row(volume[z], plane, at)
-                sources[z] = TrainingSlice.Source.REFERENCE
-    return dict(sorted(sources.items()))
+        wanted = set(reference.labelled_slices) - held - set(found)
+        if only is not None:
+            wanted &= {only}
+        if wanted:
+            volume = reference_labels(reference)
+            for z in wanted:
+                if 0 <= z < volume.shape[0] and volume.shape[1:] == (query.height, query.width):
+                    found[z] = (TrainingSlice.Source.REFERENCE, np.array(volume[z], dtype=np.uint8))
+    for z in sorted(found):
+        yield z, *found[z]
+
+
+@dataclass(frozen=True)
+class SliceLabels:
+    """What a neighbouring slice shows: its labels (``labelled``, None when nobody labelled it) and the
+    model's (``predicted``, None when nothing is predicted for it), both (H, W) uint8."""
+
+    z: int
+    labelled: np.ndarray | None
+    labelled_source: str | None  # "query" (an answered query) or "reference"
+    predicted: np.ndarray | None
+    source: PredictionSource
+
+
+def slice_labels(query: Query, z: int) -> SliceLabels:
+    """The labels and the prediction of slice ``z`` of the query's scan, by the rules of the reformats.
+    ValueError with a sentence when ``z`` lies outside the scan."""
+    predicted = predicted_slice(query, z)
+    labelled = next(_labelled_slices(query, only=z), None)
+    if labelled is None:
+        return SliceLabels(z, None, None, predicted.labels, predicted.source)
+    return SliceLabels(z, labelled[2], labelled[1], predicted.labels, predicted.source)
 
 
 def reformat_labels(query: Query, plane: str, at: int) -> ReformatLabels:
@@ -161,7 +188,10 @@ def reformat_labels(query: Query, plane: str, at: int) -> ReformatLabels:
     through the query's scan. ValueError with a sentence when ``at`` lies outside the scan."""
     depth, size = _plane_shape(query.scan.shape, plane, at)
     labelled = np.full((depth, size), NO_LABEL, np.uint8)
-    rows = _labelled_rows(query, plane, at, labelled)
+    rows = {}
+    for z, kind, labels in _labelled_slices(query):
+        labelled[z] = _row(labels, plane, at)
+        rows[z] = kind
     source = prediction_source(query)
     if source.segmentation is not None:
         volume = stored_array(source.segmentation.labels)

@@ -149,7 +149,6 @@ async function loadNeighbours(query) {
   const info = await api(`/api/scans/${query.scan}/`);
   const depth = info.shape[0];
   state.depth = depth;
-  state.references = info.reference_label_sets || [];
   await renderNeighbours($("#neighbours"), query, depth, { slice: (z) => ctSlice(query.scan, z), viewer: state.viewer,
     nearby: state.nearby, lut });
 }
@@ -426,7 +425,6 @@ const reformats = createReformats({ base, state, coronal: $("#coronal"), sagitta
   caption: $("#reformat-info"), legend: $("#reformat-legend"), toggle: $("#reformat-labels"), rows, lut });
 
 const peek = createPeek({ base, state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
-  references: () => state.references || [],
   depth: () => state.depth || 1, lut, banner: $("#peek"), onChange: () => renderLegend() });
 state.peek = peek;
 

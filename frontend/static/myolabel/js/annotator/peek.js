@@ -1,29 +1,22 @@
 // Looking at the anatomy around the query without leaving it: PageUp/PageDown (or Shift+wheel)
-// shows the neighbouring acquired slices in the main view, read-only, with their labels (an
-// answered query, else the scan's reference labels) solid and the model's predicted labels hatched
-// and dimmed where nobody labelled (the convention of the query's own pre-filled prediction); Esc,
-// or coming back to the query's z, returns.
+// shows the neighbouring acquired slices in the main view, read-only, with their labels (an answered
+// query, else the project's reference labels; never a held-out slice) solid and the model's predicted
+// labels hatched and dimmed where nobody labelled (the convention of the query's own pre-filled
+// prediction); Esc, or coming back to the query's z, returns.
 
 import { api, inflate } from "../api.js";
 import { base64ToBytes, UNANSWERED } from "./core.js";
 
-/** The labels of slice z to show while peeking: {values, source} or null. */
-async function labelsOf(scan, z, nearby, references) {
-  const answered = (nearby || []).find((s) => s.z === z);
-  if (answered) return { values: answered.labels, source: answered.source === "reference" ? "reference" : "answered" };
-  if (!references.length) return null;
-  try {
-    const resp = await api(`/api/scans/${scan}/labels/${z}.raw?label_set=${references[0]}`, { raw: true });
-    return { values: new Uint8Array(await resp.arrayBuffer()), source: "reference" };
-  } catch {
-    return null;  // this slice has none
-  }
-}
+const SOURCE_WORDS = { query: "answered", reference: "reference" };
 
-/** The model's labels of slice z: {values (null: nothing predicted there), source: {kind, description, model}}. */
-async function predictedOf(base, query, z) {
-  const found = await api(`${base}/queries/${query.id}/predicted/?z=${z}`);
-  return { values: found.labels ? await inflate(base64ToBytes(found.labels)) : null, source: found.source };
+/** What slice z shows (the server's one rule, also the reformats'): {labels: {values, source} or null,
+ *  predicted: {values (null: nothing predicted there), source: {kind, description, model}}}. */
+async function sliceLabels(base, query, z) {
+  const found = await api(`${base}/queries/${query.id}/slice-labels/?z=${z}`);
+  const raster = async (text) => (text ? inflate(base64ToBytes(text)) : null);
+  const [labelled, predicted] = await Promise.all([raster(found.labelled), raster(found.predicted)]);
+  return { labels: labelled ? { values: labelled, source: SOURCE_WORDS[found.labelled_source] } : null,
+    predicted: { values: predicted, source: found.source } };
 }
 
 /** The words of the banner for the predicted labels of a slice. */
@@ -33,16 +26,15 @@ function predictedWords(predicted) {
   return `predicted: ${predicted.source.description}, hatched where unlabelled`;
 }
 
-/** Peeking for a page: ctx = {base, state, viewer(), slice(z), references(), depth(), lut, banner, onChange()};
- *  references(): ids of the label sets the scan has reference labels in. */
+/** Peeking for a page: ctx = {base, state, viewer(), slice(z), depth(), lut, banner, onChange()}. */
 export function createPeek(ctx) {
   const peek = { z: null, labels: null, predicted: null, hu: null, queryHu: null };
-  const predictions = new Map();  // z -> promise of predictedOf, for the query on screen
+  const seen = new Map();  // z -> promise of sliceLabels, for the query on screen
   let token = 0;
 
-  const predictionOf = (q, z) => {
-    if (!predictions.has(z)) predictions.set(z, predictedOf(ctx.base, q, z).catch(() => null));
-    return predictions.get(z);
+  const labelsOf = (q, z) => {
+    if (!seen.has(z)) seen.set(z, sliceLabels(ctx.base, q, z).catch(() => ({ labels: null, predicted: null })));
+    return seen.get(z);
   };
 
   function backToQuery(state, viewer) {
@@ -64,8 +56,7 @@ export function createPeek(ctx) {
     if (z === q.z || z === null) { backToQuery(state, viewer); return; }
     if (peek.z === null) peek.queryHu = viewer.hu;
     peek.z = z;
-    const [hu, labels, predicted] = await Promise.all([ctx.slice(z), labelsOf(q.scan, z, state.nearby, ctx.references()),
-      predictionOf(q, z)]);
+    const [hu, { labels, predicted }] = await Promise.all([ctx.slice(z), labelsOf(q, z)]);
     if (mine !== token) return;
     Object.assign(peek, { hu, labels, predicted });
     viewer.setCt(hu);
@@ -113,7 +104,7 @@ export function createPeek(ctx) {
     reset() {
       token++;
       Object.assign(peek, { z: null, labels: null, predicted: null, queryHu: null });
-      predictions.clear();
+      seen.clear();
       ctx.banner.hidden = true;
     },
   };
