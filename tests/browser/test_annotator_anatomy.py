@@ -45,6 +45,10 @@ def test_neighbouring_slices_show_the_step_prediction_hatched_or_say_there_is_no
     page.keyboard.press("Escape")
     page.wait_for_selector("#peek", state="hidden")
     assert "prediction to confirm" in page.inner_text("#legend")  # the query's own legend again
+    page.wait_for_function("() => document.querySelectorAll('#neighbours figcaption').length === 4 && "
+                           "document.querySelector('#neighbours').textContent.includes('z 4 (+2) · nothing')")
+    captions = page.inner_text("#neighbours")  # the thumbnails say the same
+    assert "z 3 (+1) · predicted" in captions and "z 1 (-1) · nothing predicted" in captions
     assert page.errors == []
 
 

@@ -150,7 +150,7 @@ async function loadNeighbours(query) {
   const depth = info.shape[0];
   state.depth = depth;
   await renderNeighbours($("#neighbours"), query, depth, { slice: (z) => ctSlice(query.scan, z), viewer: state.viewer,
-    nearby: state.nearby, lut });
+    labelsOf: (z) => peek.labelsOf(z), lut });
 }
 
 // ---------- time and inputs spent on the query (effort.js) ----------

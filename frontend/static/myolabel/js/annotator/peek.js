@@ -70,6 +70,8 @@ export function createPeek(ctx) {
   }
 
   return {
+    /** What slice z of the query on screen shows: {labels, predicted} (read once per query). */
+    labelsOf: (z) => labelsOf(ctx.state.query, z),
     get active() { return peek.z !== null; },
     get z() { return peek.z; },
     /** Label and HU of pixel i of the slice on screen while peeking; a label nobody gave is the prediction's. */
