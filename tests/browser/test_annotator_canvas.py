@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backend.acquisition.models import Query
-from tests.browser.conftest import answers, client_point, log_in
+from tests.browser.conftest import answers, client_point, log_in, wait_for_query
 from tests.browser.data import annotating_project, query_rasters
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,7 +28,7 @@ def open_annotator(page, base: str, made, size=(1440, 900)):
     project, annotator, _, ids = made
     log_in(page, base, annotator.username)
     page.goto(f"{base}/projects/{project.id}/annotate/")
-    page.wait_for_function("() => window.annotator && window.annotator.editor && window.annotator.viewer.hu")
+    wait_for_query(page)
     return project, ids
 
 

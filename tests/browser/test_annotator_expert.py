@@ -39,7 +39,7 @@ from tests.backend.factories import (
     scan_with_volume,
     use_tmp_storage,
 )
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, wait_for_query
 from tests.browser.data import label_set
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -340,7 +340,7 @@ def test_new_tools_need_fewer_inputs_per_answered_pixel(app_page, live_server, p
     page.set_viewport_size({"width": 1440, "height": 900})
     log_in(page, live_server.url, expert.username)
     page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function("() => window.annotator && window.annotator.editor && window.annotator.viewer.hu")
+    wait_for_query(page)
     hand = Hand(page)
     results = {}
     whole, scattered, correction = qs
@@ -350,7 +350,7 @@ def test_new_tools_need_fewer_inputs_per_answered_pixel(app_page, live_server, p
                              ("old", correction, old_correction), ("new", whole, new_whole),
                              ("new", scattered, new_scattered), ("new without the drag", correction, brush_correction),
                              ("new", correction, new_correction)):
-        page.wait_for_function("() => window.annotator.editor && window.annotator.viewer.hu")
+        wait_for_query(page)
         results[(tools, q["name"])] = answer(page, hand, q, script)
     print("\nquery | tools | answered pixels | input events | events per answered pixel | seconds of input | "
           "accuracy")

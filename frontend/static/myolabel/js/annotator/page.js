@@ -120,8 +120,8 @@ async function showQuery(query) {
     $("#nearby-info").textContent = `The labelled slices nearby could not be read: ${err.message}`;
   }
   if (state.query === query) offerNearby();
-  loadNeighbours(query).catch(() => {});
   reformats.start(query, mask);
+  loadNeighbours(query).catch(() => {}).finally(() => { if (state.query === query) state.neighboursShown = query.id; });
   $("#status").textContent = "Inside the yellow outline the model's labels are hatched until you confirm or repaint them.";
 }
 
