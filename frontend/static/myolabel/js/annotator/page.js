@@ -4,16 +4,16 @@
 import { api, ApiError, deflate, halfToFloat, inflate, pageData, say } from "../api.js";
 import { labelLegend, paletteRows } from "../labels.js";
 import { base64ToBytes, bytesToBase64, LabelEditor, UNANSWERED, unpackBits } from "./core.js";
-import { assignIsland, countIslands, nextIsland } from "./islands.js";
+import { countIslands, nextIsland } from "./islands.js";
 import { trackEffort } from "./effort.js";
 import { fillUnanswered, loadNearby, nearbyChoice, nearbyLabels, renderNeighbours } from "./nearby.js";
 import { buildPalette, rowOfKey } from "./palette.js";
 import { installKeys } from "./keys.js";
 import { createPeek } from "./peek.js";
-import { pushStart, pushTo } from "./push.js";
 import { createReformats } from "./reformat.js";
 import { describePixel, installPointer, readoutText } from "./pointer.js";
 import { colourTable, HEAT_RGB, presetOf } from "./render.js";
+import { createStrokes } from "./strokes.js";
 import { SliceViewer } from "./viewer.js";
 
 const page = pageData();
@@ -204,79 +204,6 @@ function updateCounts() {
 
 // ---------- tools ----------
 
-function applyAt(x, y) {
-  const ed = state.editor;
-  const r = state.radius;
-  if (state.tool === "brush") return ed.paint(x, y, r, state.painting.value);
-  if (state.tool === "eraser") return ed.erase(x, y, r);
-  if (state.tool === "accept") return ed.acceptPredicted(x, y, r);
-  return [];
-}
-
-/** Brush positions between two points, close enough that the stroke has no gaps. */
-function along(a, b, radius) {
-  const d = Math.hypot(b.x - a.x, b.y - a.y);
-  const n = Math.max(1, Math.ceil(d / Math.max(0.5, radius / 2)));
-  const out = [];
-  for (let k = 1; k <= n; k++) out.push({ x: a.x + ((b.x - a.x) * k) / n, y: a.y + ((b.y - a.y) * k) / n });
-  return out;
-}
-
-function strokeTo(p) {
-  const t0 = performance.now();
-  const points = state.painting.last ? along(state.painting.last, p, state.radius) : [p];
-  const indices = [];
-  for (const q of points) for (const i of applyAt(Math.round(q.x), Math.round(q.y))) indices.push(i);
-  changed(indices);
-  state.painting.last = p;
-  state.paintTimes.push(performance.now() - t0);
-}
-
-/** A press of the left button with the current tool; true when it starts a stroke. */
-function press(p) {
-  const ed = state.editor;
-  if (peek.active) {
-    tell("This is a neighbouring slice, shown read only: press Esc to label the query's slice.", "info");
-    return false;
-  }
-  const x = Math.floor(p.x), y = Math.floor(p.y);
-  const inside = x >= 0 && y >= 0 && x < ed.width && y < ed.height;
-  if (state.tool === "fill" || state.tool === "island" || state.tool === "confirm") {
-    const t0 = performance.now();
-    ed.beginStroke();
-    const idx = state.tool === "fill" ? ed.fillRegion(x, y, state.label)
-      : assignIsland(ed, x, y, state.tool === "confirm" ? "predicted" : state.label);
-    ed.endStroke();
-    changed(idx);
-    if (state.tool === "fill") state.fillTimes.push(performance.now() - t0);
-    if (!idx.length && inside && !ed.queryMask[y * ed.width + x]) {
-      tell("These tools work only inside the yellow outline: the model is sure of the pixels outside it.", "info");
-    }
-    updateCounts();
-    return false;
-  }
-  if (state.tool === "push") return startPush(x, y);
-  ed.beginStroke();
-  state.painting = { last: null, value: state.label };
-  strokeTo({ x, y });
-  return true;
-}
-
-/** A press with the push tool: the boundary near it follows the drag (push.js); false when none is near. */
-function startPush(x, y) {
-  const push = pushStart(state.editor, x, y, state.radius);
-  if (push.error) { tell(push.error, "info"); return false; }
-  state.editor.beginStroke();
-  state.pushing = push;
-  return true;
-}
-
-function dragTo(p) {
-  const x = Math.floor(p.x), y = Math.floor(p.y);
-  if (state.pushing) changed(pushTo(state.editor, state.pushing, x, y));
-  else if (state.painting) strokeTo({ x, y });
-}
-
 function setTool(tool) {
   state.tool = tool;
   for (const b of document.querySelectorAll("[data-tool]")) b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
@@ -432,9 +359,7 @@ palette = buildPalette($("#palette"), $("#label-search"), rows, (value) => setLa
 installControls();
 installPointer($("#viewport"), () => (state.editor ? state.viewer : null), {
   tool: () => state.tool,
-  press,
-  drag: dragTo,
-  release: () => { state.editor.endStroke(); state.painting = null; state.pushing = null; updateCounts(); },
+  ...createStrokes({ state, changed, tell, updateCounts, readOnly: () => peek.active }),
   windowLevel: (w, l) => { state.viewer.setWindow(w, l); showWindow(); },
   hover,
   radius: () => state.radius,
