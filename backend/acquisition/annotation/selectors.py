@@ -84,11 +84,13 @@ def prediction_source(query: Query) -> PredictionSource:
                             step_number=number)
 
 
-def _step_predictions(query: Query) -> dict[int, np.ndarray]:
-    """z -> (H, W) uint8 labels the query's step predicted for the slices of the scan it queried; a
-    cold-start query (nothing predicted, every pixel NO_LABEL) gives none."""
-    rows = (Query.objects.filter(step_id=query.step_id, scan_id=query.scan_id, height=query.height,
-                                 width=query.width).order_by("z", "id").values_list("z", "predicted"))
+def _step_predictions(query: Query, only: int | None = None) -> dict[int, np.ndarray]:
+    """z -> (H, W) uint8 labels the query's step predicted for the slices of the scan it queried (``only``
+    that z when given); a cold-start query (nothing predicted, every pixel NO_LABEL) gives none."""
+    rows = Query.objects.filter(step_id=query.step_id, scan_id=query.scan_id, height=query.height, width=query.width)
+    if only is not None:
+        rows = rows.filter(z=only)
+    rows = rows.order_by("z", "id").values_list("z", "predicted")
     out = {}
     for z, packed in rows:
         labels = codec.unpack_labels(packed, (query.height, query.width))
@@ -117,7 +119,7 @@ def predicted_slice(query: Query, z: int) -> PredictedSlice:
     source = prediction_source(query)
     if source.segmentation is not None:
         return PredictedSlice(z, source, np.array(stored_array(source.segmentation.labels)[z], dtype=np.uint8))
-    return PredictedSlice(z, source, _step_predictions(query).get(z))
+    return PredictedSlice(z, source, _step_predictions(query, only=z).get(z))
 
 
 @dataclass(frozen=True)
