@@ -4,6 +4,7 @@ from django.urls import path
 
 import backend.core.ids  # noqa: F401  (registers the <id:...> converter)
 from backend.acquisition.annotation import apis as annotation_apis
+from backend.acquisition.annotation import apis_labels as annotation_label_apis
 from backend.acquisition.held_out import apis as held_out_apis
 from backend.acquisition.outputs import apis as outputs_apis
 from backend.acquisition.outputs import apis_biomech as biomech_apis
@@ -30,6 +31,10 @@ urlpatterns = [
     path(P + "queries/<id:query_id>/", annotation_apis.QueryDetailApi.as_view(), name="acq-query"),
     path(P + "queries/<id:query_id>/reformat/", annotation_apis.QueryReformatApi.as_view(),
          name="acq-query-reformat"),
+    path(P + "queries/<id:query_id>/reformat/labels/", annotation_label_apis.QueryReformatLabelsApi.as_view(),
+         name="acq-query-reformat-labels"),
+    path(P + "queries/<id:query_id>/slice-labels/", annotation_label_apis.QuerySliceLabelsApi.as_view(),
+         name="acq-query-slice-labels"),
     path(P + "queries/<id:query_id>/nearby/", annotation_apis.QueryNearbyApi.as_view(), name="acq-query-nearby"),
     path(P + "queries/<id:query_id>/claim/", annotation_apis.QueryClaimApi.as_view(), name="acq-query-claim"),
     path(P + "queries/<id:query_id>/release/", annotation_apis.QueryReleaseApi.as_view(), name="acq-query-release"),

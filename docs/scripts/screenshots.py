@@ -53,11 +53,29 @@ def demo_rows(data_dir: Path) -> dict:
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     hip, annotator, lead, _ = annotating_project(data_dir, settings, depth=120)  # reformats with some height
+    hip_segmentation(hip)
     thigh, _ = lead_history(data_dir, settings)
     lead_history(data_dir, settings, name="Thigh study, random pixels", strategy="random_pixels", gain=0.05)
     get_user_model().objects.create_superuser("admin", "admin@example.org", "pw-123456")
     scan = scan_segmentation(thigh).scan
     return {"hip": hip, "thigh": thigh, "annotator": annotator, "lead": lead, "scan": scan}
+
+
+def hip_segmentation(project) -> None:
+    """A finished segmentation of the annotated scan by a model 1, so that the neighbouring slices and the
+    reformats show its predicted labels (the query rasters' shapes on every slice)."""
+    import numpy as np
+
+    from backend.imaging.volumes import save_array
+    from tests.backend.factories import segmentation_with_uncertainty
+    from tests.browser.data import query_rasters
+
+    scan = project.pools.first().scans.first()
+    depth = scan.shape[0]
+    seg = segmentation_with_uncertainty(project, scan, np.zeros((depth, 1, 1), np.float16))
+    labels = np.stack([query_rasters(min(z, 20))[1] for z in range(depth)])  # the phantom's bones stop growing at 20
+    seg.labels = save_array(labels, "acquisition/segmentations/hip-labels.npy")
+    seg.save()
 
 
 def serve() -> str:
@@ -131,6 +149,14 @@ def shoot(rows: dict, url: str) -> None:
             page.mouse.move(*at(262, 284))
             page.wait_for_timeout(300)
             page.screenshot(path=OUT / f"annotator-{size['width']}x{size['height']}.png")
+        # The slice above, read only: no labels there, the segmentation's prediction hatched.
+        page.set_viewport_size(SIZES[0])
+        page.click("#fit")
+        page.keyboard.press("PageDown")
+        page.wait_for_selector("#peek:not([hidden])")
+        page.mouse.move(*at(262, 300))
+        page.wait_for_timeout(300)
+        page.screenshot(path=OUT / "annotator-peek-1280x720.png")
 
         page = new_page()
         log_in(page, url, rows["lead"].username)

@@ -124,6 +124,8 @@ TABLE = [
     Row("acq-query", "GET", A, ALLOWED),
     Row("acq-query-nearby", "GET", A, ALLOWED),
     Row("acq-query-reformat", "GET", A, ALLOWED),
+    Row("acq-query-reformat-labels", "GET", A, ALLOWED),
+    Row("acq-query-slice-labels", "GET", A, ALLOWED),
     Row("acq-query-claim", "POST", A, ALLOWED, {}),
     Row("acq-query-release", "POST", A, ALLOWED, {}),
     Row("acq-query-submit", "POST", A, ALLOWED, {}),

@@ -184,3 +184,32 @@ def client_point(page, x: float, y: float) -> tuple[float, float]:
 def answers(page) -> np.ndarray:
     text = page.evaluate("() => window.annotator.answersBase64()")
     return np.frombuffer(base64.b64decode(text), np.uint8).reshape(512, 512)
+
+
+
+# A query on screen with everything the page reads around it (neighbouring slices, reformats) read, so
+# that a test acts on a settled page.
+QUERY_SETTLED = ("() => window.annotator && window.annotator.editor && window.annotator.viewer.hu && "
+                 "window.annotator.neighboursShown === window.annotator.query.id && window.annotator.reformatShown")
+
+
+def wait_for_query(page, timeout: float = 20000) -> None:
+    page.wait_for_function(QUERY_SETTLED, timeout=timeout)
+
+
+def _readers_never_wait(sender, connection, **kwargs) -> None:
+    if connection.vendor == "sqlite":
+        connection.cursor().execute("PRAGMA read_uncommitted = 1")
+
+
+@pytest.fixture(autouse=True)
+def sqlite_readers_do_not_lock():
+    """The tests' SQLite database lives in memory with a shared cache, where a read of a table that another
+    request is writing fails at once ("database table is locked") instead of waiting as the product's WAL
+    file does; the annotator page reads around a query (neighbouring slices, reformats) while the expert
+    answers. Uncommitted reads take no table locks in shared-cache mode, so a read never fails on a write."""
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_readers_never_wait)
+    yield
+    connection_created.disconnect(_readers_never_wait)

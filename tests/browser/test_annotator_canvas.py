@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backend.acquisition.models import Query
-from tests.browser.conftest import answers, client_point, log_in
+from tests.browser.conftest import answers, client_point, log_in, wait_for_query
 from tests.browser.data import annotating_project, query_rasters
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,7 +28,7 @@ def open_annotator(page, base: str, made, size=(1440, 900)):
     project, annotator, _, ids = made
     log_in(page, base, annotator.username)
     page.goto(f"{base}/projects/{project.id}/annotate/")
-    page.wait_for_function("() => window.annotator && window.annotator.editor && window.annotator.viewer.hu")
+    wait_for_query(page)
     return project, ids
 
 
@@ -266,20 +266,6 @@ def test_copy_the_nearest_labelled_slice_and_interpolate_between_two(app_page, l
     assert a[300, 300] == 3 and a[260, 260 + 15] == 3 and a[260, 260 + 25] == 0
     page.wait_for_selector("#neighbours figure.labelled")
     assert "labelled" in page.inner_text("#neighbours")
-    assert page.errors == []
-
-
-def test_push_drags_a_structure_over_its_neighbour(app_page, live_server, project):
-    page = app_page
-    open_annotator(page, live_server.url, project)
-    page.keyboard.press("1")  # the chosen structure does not matter: push takes the one under the press
-    page.keyboard.press("g")
-    page.mouse.move(*client_point(page, 256, 300))  # iliacus (3) predicted here
-    page.mouse.down()
-    page.mouse.move(*client_point(page, 190, 240), steps=10)  # into gluteus maximus (1)
-    page.mouse.up()
-    a = answers(page)
-    assert a[300, 256] == 3 and a[240, 190] == 3 and query_rasters(2)[1][240, 190] == 1
     assert page.errors == []
 
 

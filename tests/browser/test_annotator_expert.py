@@ -5,13 +5,16 @@ answered pixel of each (docs/annotator.md records them; run with ``-s`` to see t
 The three queries, on a phantom slice (muscle 40 HU, subcutaneous fat -90 HU, two bones 700 HU):
 whole: a whole slice at the cold start (no prediction); scattered: 60 islands of 1-4 pixels on a mature
 model, 12 of them predicted wrong; correction: a box whose prediction is right but for a blob of fat
-predicted as muscle. Both experts must reach the true labels (at least 98 % of the queried pixels).
+predicted as muscle and an edge between the two glutei predicted 8 pixels too far left. Both experts must reach the true labels (at least 98 % of the queried pixels).
 
 The old tools are those of the page before issue 19, and the old expert works as they forced one to:
 the prediction inside the query was hidden until "accept" (so it accepts first, then corrects), there was
 no island tool, no "next island" and no HU limit (so it zooms with the wheel onto every island to judge
 it, and outlines a region with a stroke before filling it). Input events are the page's own count:
 every press, key, wheel notch, change of a control and pointer move while a button is held.
+
+The correction is answered a third time with the new tools but without the boundary drag (the edge
+painted over with a stroke, as the push brush did before the drag replaced it), to show what the drag saves.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tests.backend.factories import (
     scan_with_volume,
     use_tmp_storage,
 )
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, wait_for_query
 from tests.browser.data import label_set
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -46,6 +49,7 @@ BONES = ((170, 270), (342, 270))
 BONE_R = 28
 BLOB = (300, 230, 25, 14)  # x, y, half-width, half-height of the fat blob of the correction query
 BOX = (slice(200, 320), slice(180, 340))
+EDGE_ERROR = 8  # pixels the correction query's predicted edge between the glutei lies left of the true one
 YY, XX = np.mgrid[:N, :N]
 INNER = (YY - 256) ** 2 / 185**2 + (XX - 256) ** 2 / 215**2 <= 1
 BODY = (YY - 256) ** 2 / 200**2 + (XX - 256) ** 2 / 230**2 <= 1
@@ -115,7 +119,9 @@ def queries() -> list[dict]:
     box[BOX] = True
     t = truth(True)
     predicted = truth(False)  # the blob of fat predicted as gluteus medius
-    correction = {"name": "correction (fat predicted as muscle)", "mask": box, "predicted": predicted, "truth": t}
+    predicted[INNER & (XX >= 256 - EDGE_ERROR) & (XX < 256)] = 2  # and gluteus medius spilling over its edge
+    correction = {"name": "correction (fat as muscle, an edge 8 px off)", "mask": box, "predicted": predicted,
+                  "truth": t}
     return [whole, scattered, correction]
 
 
@@ -123,14 +129,15 @@ def make_project(tmp_path, settings, qs):
     use_tmp_storage(settings, tmp_path)
     pool = PoolFactory()
     project = ProjectFactory(label_set=label_set(), pools=[pool], name="Expert study")
-    scan = scan_with_volume(pool, volume(), name="phantom")
+    scan = scan_with_volume(pool, volume(len(qs) * 2 + 1), name="phantom")
     expert = UserFactory(username="expert")
     Membership.objects.create(project=project, user=expert, role=Membership.Role.ANNOTATOR)
     step = AcquisitionStep.objects.create(
         project=project, number=1, state=State.ANNOTATING, strategy="tau", tau=project.tau, slices_per_step=6,
         k_uncertain=6, mc_samples=2, started_by=expert,
         transitions=[{"state": "annotating", "at": timezone.now().isoformat()}])
-    for z, q in enumerate(qs + qs):  # the old expert answers z 0-2, the new one z 3-5
+    # The old expert answers z 0-2, the new one z 3-5, and the new one without the drag the correction at z 6.
+    for z, q in enumerate(qs + qs + qs[2:]):
         Query.objects.create(step=step, scan=scan, z=z, height=N, width=N, mask=codec.pack_mask(q["mask"]),
                              predicted=codec.pack_labels(q["predicted"]),
                              uncertainty=codec.pack_float16(np.zeros((N, N), np.float32)),
@@ -165,6 +172,11 @@ class Hand:
         for a, b in zip(screen, screen[1:], strict=False):
             self.page.mouse.move(*b, steps=max(1, round(math.dist(a, b) / 8)))
         self.page.mouse.up()
+
+    def radius_to_max(self) -> None:
+        """Click the far end of the radius slider: one press and one change, as a hand does it."""
+        box = self.page.locator("#radius").bounding_box()
+        self.page.mouse.click(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2)
 
     def radius(self, r: int) -> None:
         now = int(self.page.input_value("#radius"))
@@ -226,7 +238,10 @@ def old_scattered(h: Hand, q) -> None:
 
 def old_correction(h: Hand, q) -> None:
     h.button("#accept-all")
-    h.key("`", "b")
+    h.key("1", "b")  # paint the strip between the predicted and the true edge back to gluteus maximus
+    h.radius(4)
+    h.stroke([(255 - EDGE_ERROR / 2, 196), (255 - EDGE_ERROR / 2, 324)])  # radius 4 at x 251: x 247-255
+    h.key("`")
     h.radius(1)
     x, y, rx, ry = BLOB
     h.stroke(ellipse(x, y, rx - 1, ry - 1, 24))
@@ -275,6 +290,24 @@ def new_correction(h: Hand, q) -> None:
     h.key("`", "f")
     h.click(BLOB[0], BLOB[1])
     h.hu("any")
+    h.key("g")  # push the edge between the glutei to where the CT shows it, in two drags of the widest circle
+    h.radius_to_max()
+    for y in (230, 290):
+        h.stroke([(255 - EDGE_ERROR, y), (255, y)])
+    h.button("#accept-all")
+
+
+def brush_correction(h: Hand, q) -> None:
+    """The correction with the new tools but the edge painted over as the push brush (before the drag) did:
+    a stroke along the whole strip (the push brush took the structure under the press, so it needed no
+    structure key: one input fewer than this brush)."""
+    h.hu("fat")
+    h.key("`", "f")
+    h.click(BLOB[0], BLOB[1])
+    h.hu("any")
+    h.key("1", "b")
+    h.radius(4)
+    h.stroke([(255 - EDGE_ERROR / 2, 196), (255 - EDGE_ERROR / 2, 324)])
     h.button("#accept-all")
 
 
@@ -307,14 +340,18 @@ def test_new_tools_need_fewer_inputs_per_answered_pixel(app_page, live_server, p
     page.set_viewport_size({"width": 1440, "height": 900})
     log_in(page, live_server.url, expert.username)
     page.goto(f"{live_server.url}/projects/{project.id}/annotate/")
-    page.wait_for_function("() => window.annotator && window.annotator.editor && window.annotator.viewer.hu")
+    wait_for_query(page)
     hand = Hand(page)
     results = {}
-    for tools, scripts in (("old", (old_whole, old_scattered, old_correction)),
-                           ("new", (new_whole, new_scattered, new_correction))):
-        for q, script in zip(qs, scripts, strict=True):
-            page.wait_for_function("() => window.annotator.editor && window.annotator.viewer.hu")
-            results[(tools, q["name"])] = answer(page, hand, q, script)
+    whole, scattered, correction = qs
+    # In the order of the queries' slices; the brush before the drag, so that each starts from the radius
+    # the scattered islands left (0), as the old expert does.
+    for tools, q, script in (("old", whole, old_whole), ("old", scattered, old_scattered),
+                             ("old", correction, old_correction), ("new", whole, new_whole),
+                             ("new", scattered, new_scattered), ("new without the drag", correction, brush_correction),
+                             ("new", correction, new_correction)):
+        wait_for_query(page)
+        results[(tools, q["name"])] = answer(page, hand, q, script)
     print("\nquery | tools | answered pixels | input events | events per answered pixel | seconds of input | "
           "accuracy")
     for (tools, name), r in results.items():
@@ -325,4 +362,6 @@ def test_new_tools_need_fewer_inputs_per_answered_pixel(app_page, live_server, p
     for q in qs[1:]:
         old, new = results[("old", q["name"])], results[("new", q["name"])]
         assert old["events"] >= 3 * new["events"], f"{q['name']}: {old['events']} old against {new['events']} new"
+    drag, brush = results[("new", qs[2]["name"])], results[("new without the drag", qs[2]["name"])]
+    assert drag["events"] < brush["events"], f"the drag took {drag['events']} inputs, the brush {brush['events']}"
     assert page.errors == []

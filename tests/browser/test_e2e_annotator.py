@@ -7,7 +7,7 @@ import pytest
 
 from backend.acquisition import codec
 from backend.acquisition.models import Query, TrainingSlice
-from tests.browser.conftest import answers, client_point, log_in
+from tests.browser.conftest import answers, client_point, log_in, wait_for_query
 from tests.browser.data import annotating_project, query_rasters
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,7 +27,7 @@ def test_annotator_paints_fills_undoes_and_submits_exactly_what_it_showed(app_pa
     project, annotator, _, query_ids = annotating_project(tmp_path, settings)
     log_in(page, live_server.url, annotator.username)
     page.click(f"a[href='/projects/{project.id}/annotate/']")
-    page.wait_for_function("() => window.annotator && window.annotator.editor && window.annotator.viewer.hu")
+    wait_for_query(page)
     query_id = page.evaluate("() => window.annotator.query.id")
     assert query_id == query_ids[0]
     mask, predicted, _ = query_rasters(2)

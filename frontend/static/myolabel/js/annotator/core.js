@@ -58,6 +58,8 @@ export class LabelEditor {
   }
 
   endStroke() {
+    // A pixel put back within the stroke (a push dragged back) is no change: undo must not step through it.
+    if (this.stroke) for (const [i, before] of this.stroke) if (this.answers[i] === before) this.stroke.delete(i);
     if (this.stroke && this.stroke.size) {
       this.undoStack.push(this.stroke);
       this.redoStack = [];
@@ -73,6 +75,12 @@ export class LabelEditor {
     this.answers[i] = value;
     if (own) this.endStroke();
     return true;
+  }
+
+  /** Put pixels of the current stroke back as they were before it (a drag that redraws its result as
+   *  the pointer moves); they stay in the stroke, so the stroke is still one undo step. */
+  revert(indices) {
+    for (const i of indices) if (this.stroke && this.stroke.has(i)) this.answers[i] = this.stroke.get(i);
   }
 
   /** Indices of the disc of `radius` pixels around (cx, cy), clipped to the slice. */

@@ -4,7 +4,7 @@
 
 import { api, inflate } from "../api.js";
 import { base64ToBytes, UNANSWERED, unpackBits } from "./core.js";
-import { windowToRgba } from "./render.js";
+import { hatchAlpha, windowToRgba } from "./render.js";
 
 /** [{z, source, labels: Uint8Array, answered: Uint8Array}] of the query's nearest labelled slices. */
 export async function loadNearby(base, query) {
@@ -99,8 +99,9 @@ export function interpolate(a, b, t, W, H) {
   return out;
 }
 
-/** The CT of the slices 2 and 1 below and above the query, small; a labelled one with its labels. */
-export async function renderNeighbours(box, query, depth, { slice, viewer, nearby, lut }) {
+/** The CT of the slices 2 and 1 below and above the query, small, with what `labelsOf(z)` (peek.js) gives:
+ *  their labels blended in, the model's predicted labels hatched where nobody labelled. */
+export async function renderNeighbours(box, query, depth, { slice, viewer, labelsOf, lut }) {
   box.replaceChildren();
   for (const dz of [-2, -1, 1, 2]) {
     const z = query.z + dz;
@@ -108,17 +109,18 @@ export async function renderNeighbours(box, query, depth, { slice, viewer, nearb
     const canvas = document.createElement("canvas");
     canvas.width = query.width;
     canvas.height = query.height;
-    fig.append(canvas, Object.assign(document.createElement("figcaption"), { textContent: `z ${z} (${dz > 0 ? "+" : ""}${dz})` }));
+    const caption = Object.assign(document.createElement("figcaption"), { textContent: `z ${z} (${dz > 0 ? "+" : ""}${dz})` });
+    fig.append(canvas, caption);
     box.append(fig);
     if (z < 0 || z >= depth) { fig.classList.add("missing"); continue; }
     try {
-      const hu = await slice(z);
+      const [hu, { labels, predicted }] = await Promise.all([slice(z), labelsOf(z)]);
       const ctx = canvas.getContext("2d");
       const img = ctx.createImageData(query.width, query.height);
       windowToRgba(hu, viewer.window, viewer.level, img.data);
-      const labelled = (nearby || []).find((s) => s.z === z);
-      if (labelled) blend(img.data, labelled.labels, lut);
-      if (labelled) { fig.querySelector("figcaption").textContent += " · labelled"; fig.classList.add("labelled"); }
+      blend(img.data, labels && labels.values, predicted && predicted.values, query.width, lut);
+      caption.textContent += labels ? ` · labelled (${labels.source})` : predicted && predicted.values ? " · predicted" : " · nothing predicted";
+      if (labels) fig.classList.add("labelled");
       ctx.putImageData(img, 0, 0);
     } catch {
       fig.classList.add("missing");
@@ -126,11 +128,16 @@ export async function renderNeighbours(box, query, depth, { slice, viewer, nearb
   }
 }
 
-/** Half the label colour over the grey CT wherever a structure is labelled. */
-function blend(rgba, labels, lut) {
-  for (let i = 0, j = 0; i < labels.length; i++, j += 4) {
-    const k = labels[i] * 4;
-    if (labels[i] !== UNANSWERED && lut[k + 3]) {
+/** Half the label colour over the grey CT wherever a structure is labelled, and on the hatched half of the
+ *  pixels where it is only predicted. */
+function blend(rgba, labelled, predicted, width, lut) {
+  const n = rgba.length / 4;
+  for (let i = 0, j = 0; i < n; i++, j += 4) {
+    const own = labelled ? labelled[i] : UNANSWERED;
+    const x = i % width;
+    const v = own !== UNANSWERED ? own : predicted && hatchAlpha(x, (i - x) / width) ? predicted[i] : UNANSWERED;
+    const k = v * 4;
+    if (v !== UNANSWERED && lut[k + 3]) {
       rgba[j] = (rgba[j] + lut[k]) >> 1;
       rgba[j + 1] = (rgba[j + 1] + lut[k + 1]) >> 1;
       rgba[j + 2] = (rgba[j + 2] + lut[k + 2]) >> 1;

@@ -4,7 +4,7 @@
 import { api, ApiError, deflate, halfToFloat, inflate, pageData, say } from "../api.js";
 import { labelLegend, paletteRows } from "../labels.js";
 import { base64ToBytes, bytesToBase64, LabelEditor, UNANSWERED, unpackBits } from "./core.js";
-import { assignIsland, countIslands, nextIsland } from "./islands.js";
+import { countIslands, nextIsland } from "./islands.js";
 import { trackEffort } from "./effort.js";
 import { fillUnanswered, loadNearby, nearbyChoice, nearbyLabels, renderNeighbours } from "./nearby.js";
 import { buildPalette, rowOfKey } from "./palette.js";
@@ -13,6 +13,7 @@ import { createPeek } from "./peek.js";
 import { createReformats } from "./reformat.js";
 import { describePixel, installPointer, readoutText } from "./pointer.js";
 import { colourTable, HEAT_RGB, presetOf } from "./render.js";
+import { createStrokes } from "./strokes.js";
 import { SliceViewer } from "./viewer.js";
 
 const page = pageData();
@@ -119,8 +120,8 @@ async function showQuery(query) {
     $("#nearby-info").textContent = `The labelled slices nearby could not be read: ${err.message}`;
   }
   if (state.query === query) offerNearby();
-  loadNeighbours(query).catch(() => {});
   reformats.start(query, mask);
+  loadNeighbours(query).catch(() => {}).finally(() => { if (state.query === query) state.neighboursShown = query.id; });
   $("#status").textContent = "Inside the yellow outline the model's labels are hatched until you confirm or repaint them.";
 }
 
@@ -148,9 +149,8 @@ async function loadNeighbours(query) {
   const info = await api(`/api/scans/${query.scan}/`);
   const depth = info.shape[0];
   state.depth = depth;
-  state.references = info.reference_label_sets || [];
   await renderNeighbours($("#neighbours"), query, depth, { slice: (z) => ctSlice(query.scan, z), viewer: state.viewer,
-    nearby: state.nearby, lut });
+    labelsOf: (z) => peek.labelsOf(z), lut });
 }
 
 // ---------- time and inputs spent on the query (effort.js) ----------
@@ -177,6 +177,11 @@ function changed(indices) {
 
 function renderLegend() {
   const ed = state.editor;
+  if (peek.active) {
+    const { values, extras } = peek.legend();
+    labelLegend($("#legend"), rows, values, extras);
+    return;
+  }
   const present = new Set();
   for (let i = 0; i < ed.predicted.length; i++) present.add(ed.predicted[i]);
   for (const v of ed.answers) if (v !== UNANSWERED) present.add(v);
@@ -198,71 +203,6 @@ function updateCounts() {
 }
 
 // ---------- tools ----------
-
-function applyAt(x, y) {
-  const ed = state.editor;
-  const r = state.radius;
-  if (state.tool === "brush" || state.tool === "push") return ed.paint(x, y, r, state.painting.value);
-  if (state.tool === "eraser") return ed.erase(x, y, r);
-  if (state.tool === "accept") return ed.acceptPredicted(x, y, r);
-  return [];
-}
-
-/** Brush positions between two points, close enough that the stroke has no gaps. */
-function along(a, b, radius) {
-  const d = Math.hypot(b.x - a.x, b.y - a.y);
-  const n = Math.max(1, Math.ceil(d / Math.max(0.5, radius / 2)));
-  const out = [];
-  for (let k = 1; k <= n; k++) out.push({ x: a.x + ((b.x - a.x) * k) / n, y: a.y + ((b.y - a.y) * k) / n });
-  return out;
-}
-
-function strokeTo(p) {
-  const t0 = performance.now();
-  const points = state.painting.last ? along(state.painting.last, p, state.radius) : [p];
-  const indices = [];
-  for (const q of points) for (const i of applyAt(Math.round(q.x), Math.round(q.y))) indices.push(i);
-  changed(indices);
-  state.painting.last = p;
-  state.paintTimes.push(performance.now() - t0);
-}
-
-/** The label shown at a pixel: the answer, else the prediction. */
-function shownLabel(i) {
-  const a = state.editor.answers[i];
-  return a === UNANSWERED ? state.editor.predicted[i] : a;
-}
-
-/** A press of the left button with the current tool; true when it starts a stroke. */
-function press(p) {
-  const ed = state.editor;
-  if (peek.active) {
-    tell("This is a neighbouring slice, shown read only: press Esc to label the query's slice.", "info");
-    return false;
-  }
-  const x = Math.floor(p.x), y = Math.floor(p.y);
-  const inside = x >= 0 && y >= 0 && x < ed.width && y < ed.height;
-  if (state.tool === "fill" || state.tool === "island" || state.tool === "confirm") {
-    const t0 = performance.now();
-    ed.beginStroke();
-    const idx = state.tool === "fill" ? ed.fillRegion(x, y, state.label)
-      : assignIsland(ed, x, y, state.tool === "confirm" ? "predicted" : state.label);
-    ed.endStroke();
-    changed(idx);
-    if (state.tool === "fill") state.fillTimes.push(performance.now() - t0);
-    if (!idx.length && inside && !ed.queryMask[y * ed.width + x]) {
-      tell("These tools work only inside the yellow outline: the model is sure of the pixels outside it.", "info");
-    }
-    updateCounts();
-    return false;
-  }
-  // Push: the structure under the press spreads where the pointer goes (the boundary moves).
-  const value = state.tool === "push" && inside ? shownLabel(y * ed.width + x) : state.label;
-  ed.beginStroke();
-  state.painting = { last: null, value };
-  strokeTo({ x, y });
-  return true;
-}
 
 function setTool(tool) {
   state.tool = tool;
@@ -313,7 +253,7 @@ function hover(p) {
     return;
   }
   $("#readout").textContent = readoutText(describePixel(ed, state.viewer.hu, nameOf, x, y));
-  if (!state.painting) reformats.follow(x, y);
+  if (!state.painting && !state.pushing) reformats.follow(x, y);
 }
 
 // ---------- submit ----------
@@ -409,10 +349,9 @@ setInterval(() => {
 }, 5 * 60 * 1000);
 
 const reformats = createReformats({ base, state, coronal: $("#coronal"), sagittal: $("#sagittal"),
-  caption: $("#reformat-info") });
+  caption: $("#reformat-info"), legend: $("#reformat-legend"), toggle: $("#reformat-labels"), rows, lut });
 
-const peek = createPeek({ state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
-  references: () => state.references || [],
+const peek = createPeek({ base, state, viewer: () => state.viewer, slice: (z) => ctSlice(state.query.scan, z),
   depth: () => state.depth || 1, lut, banner: $("#peek"), onChange: () => renderLegend() });
 state.peek = peek;
 
@@ -420,9 +359,7 @@ palette = buildPalette($("#palette"), $("#label-search"), rows, (value) => setLa
 installControls();
 installPointer($("#viewport"), () => (state.editor ? state.viewer : null), {
   tool: () => state.tool,
-  press,
-  drag: (p) => { if (state.painting) strokeTo({ x: Math.floor(p.x), y: Math.floor(p.y) }); },
-  release: () => { state.editor.endStroke(); state.painting = null; updateCounts(); },
+  ...createStrokes({ state, changed, tell, updateCounts, readOnly: () => peek.active }),
   windowLevel: (w, l) => { state.viewer.setWindow(w, l); showWindow(); },
   hover,
   radius: () => state.radius,

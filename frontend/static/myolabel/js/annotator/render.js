@@ -56,6 +56,33 @@ export function labelsToRgba(labelAt, width, box, lut, alpha, out) {
   return out;
 }
 
+/** Alpha of a predicted label nobody confirmed at (x, y): hatched (half the pixels) and dimmed. The one
+ *  convention of the query's pre-filled prediction, the neighbouring slices' and the reformats' predictions. */
+export function hatchAlpha(x, y) {
+  return ((x + y) & 3) < 2 ? 150 : 0;
+}
+
+/**
+ * A neighbouring slice's overlay for the box: `labelled` (answered or reference labels) solid, and where
+ * it has none (255, or no array) `predicted` hatched and dimmed. Either array may be null.
+ */
+export function peekLabelsToRgba(labelled, predicted, width, box, lut, out) {
+  let j = 0;
+  for (let y = box.y0; y < box.y1; y++) {
+    for (let x = box.x0; x < box.x1; x++, j += 4) {
+      const i = y * width + x;
+      const own = labelled ? labelled[i] : UNANSWERED;
+      const v = own !== UNANSWERED ? own : predicted ? predicted[i] : UNANSWERED;
+      const k = v * 4;
+      out[j] = lut[k];
+      out[j + 1] = lut[k + 1];
+      out[j + 2] = lut[k + 2];
+      out[j + 3] = v === UNANSWERED || !lut[k + 3] ? 0 : own !== UNANSWERED ? 255 : hatchAlpha(x, y);
+    }
+  }
+  return out;
+}
+
 /**
  * The annotator's label overlay for the box: outside the query the prediction (fixed); inside it an
  * answer solid, an answered background as white stripes (visible, unlike "no label"), and a pixel
@@ -72,7 +99,7 @@ export function queryLabelsToRgba(editor, box, lut, out) {
         v = predicted[i];
       } else if (answers[i] === UNANSWERED) {
         v = predicted[i];
-        a = ((x + y) & 3) < 2 ? 150 : 0;  // hatched: half the pixels, dimmed
+        a = hatchAlpha(x, y);
       } else if (answers[i] === 0) {
         const stripe = ((x - y) & 3) === 0;
         out[j] = out[j + 1] = out[j + 2] = 255;

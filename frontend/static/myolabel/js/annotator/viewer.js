@@ -2,7 +2,7 @@
 // stage that zooms and pans with a CSS transform, so zooming never repaints pixels.
 // Label repaints cover only the bounding box of the pixels that changed.
 
-import { boxOf, heatRgba, labelsToRgba, outlineRgba, queryLabelsToRgba, windowToRgba } from "./render.js";
+import { boxOf, heatRgba, labelsToRgba, outlineRgba, peekLabelsToRgba, queryLabelsToRgba, windowToRgba } from "./render.js";
 
 const LAYERS = ["ct", "heat", "labels", "outline"];
 
@@ -139,6 +139,13 @@ export class SliceViewer {
     const img = this.ctx.labels.createImageData(w, h);
     queryLabelsToRgba(editor, b, lut, img.data);
     this.ctx.labels.putImageData(img, b.x0, b.y0);
+  }
+
+  /** A neighbouring slice's overlay: `labelled` solid, `predicted` hatched where nobody labelled (either may be null). */
+  renderPeek(labelled, predicted, lut) {
+    const img = this.ctx.labels.createImageData(this.width, this.height);
+    peekLabelsToRgba(labelled, predicted, this.width, { x0: 0, y0: 0, x1: this.width, y1: this.height }, lut, img.data);
+    this.ctx.labels.putImageData(img, 0, 0);
   }
 
   /** Centre slice point (x, y) in the viewport at zoom `zoom` (at least the current one). */
