@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--config", default=None, help="extra network_config JSON for every arm")
     ap.add_argument("--annotators", type=int, default=2)
+    ap.add_argument("--transfer-from", type=Path, default=None,
+                    help="a checkpoint (.pt) the transfer arm uploads (models/import/, multipart) instead of "
+                         "starting from this run's guard arm")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--keep-dir", action="store_true")
     return ap.parse_args(argv)
@@ -99,6 +102,17 @@ class Product:
             raise RuntimeError(f"{method} {path} answered {status}: {data}")
         return data
 
+    def upload_checkpoint(self, project: int, path: Path) -> dict:
+        import requests
+
+        with path.open("rb") as fh:
+            resp = requests.post(f"{self.stack.url}/api/projects/{project}/models/import/", timeout=300,
+                                 headers={"Authorization": f"Token {self.stack.token}"},
+                                 files={"checkpoint": (path.name, fh, "application/octet-stream")})
+        if resp.status_code >= 300:
+            raise RuntimeError(f"checkpoint upload answered {resp.status_code}: {resp.text[:500]}")
+        return resp.json()
+
     def stop(self) -> None:
         self.stack.stop()
         self._admin_sql(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
@@ -121,7 +135,7 @@ def budgets(args) -> dict:
             "max_seconds": args.step_seconds, "max_epochs": args.step_epochs}
 
 
-def create_arm(product: Product, args, arm: str, pool: int, start_from: int | None) -> int:
+def create_arm(product: Product, args, arm: str, pool: int, start_from: int | Path | None) -> int:
     """The arm's project through the API, held-out slices chosen and seeded; its id."""
     strategy, rule = ARMS[arm]
     config = {**(json.loads(args.config) if args.config else {}), **budgets(args), "label_rule": rule}
@@ -131,7 +145,9 @@ def create_arm(product: Product, args, arm: str, pool: int, start_from: int | No
     product.api("POST", f"/api/projects/{pid}/held-out/", {"per_scan": args.held_out})
     if arm != "cold":
         product.api("POST", f"/api/projects/{pid}/training-set/seed/", {"fraction": args.seed_fraction})
-    if start_from is not None:
+    if isinstance(start_from, Path):
+        product.upload_checkpoint(pid, start_from)
+    elif start_from is not None:
         product.api("POST", f"/api/projects/{pid}/models/import/", {"from_model_version": start_from})
     return pid
 
@@ -157,6 +173,12 @@ class Scorer:
         from backend.acquisition.models import ModelVersion
 
         return dict(ModelVersion.objects.filter(project_id=project).values_list("number", "id"))
+
+    def adapted(self, project: int) -> int | None:
+        """The id of the project's imported model adapted to its labelled slices (steps/phases.py), if any."""
+        from backend.acquisition.models import ModelVersion
+
+        return ModelVersion.objects.filter(project_id=project, origin__kind="adapted").values_list("id", flat=True).first()
 
     def score(self, project: int, version_id: int) -> dict:
         from loop_experiment import HeldOutScorer, training_of
@@ -190,16 +212,23 @@ def run(args, product: Product, work: Path, out: dict) -> None:
                     out.setdefault(arm, {})["start"] = scorer.score(projects[arm], scorer.versions(projects[arm])[0])
             step_into(out, arm, product, args, projects[arm], scorer)
     if "transfer" in arms:
-        pools[2] = import_ct(product, args, work, args.seed + 1, "loop CT 2")
-        guard = projects.get("guard")
-        if guard is None:
-            raise SystemExit("the transfer arm starts from the guard arm's last model: list guard before it")
-        last = max(scorer.versions(guard).items())[1]
-        projects["transfer"] = create_arm(product, args, "transfer", pools[2], last)
-        out.setdefault("transfer", {})["start"] = scorer.score(projects["transfer"],
-                                                               scorer.versions(projects["transfer"])[0])
-        for _ in range(args.steps):
-            step_into(out, "transfer", product, args, projects["transfer"], scorer)
+        run_transfer(args, product, work, out, scorer, projects.get("guard"))
+
+
+def run_transfer(args, product: Product, work: Path, out: dict, scorer: Scorer, guard: int | None) -> None:
+    """CT 2 (phantom seed + 1) from the guard arm's last model or ``--transfer-from``; the imported
+    model and the model adapted from it (step 1's inferring) are scored on CT 2's held-out slices."""
+    if args.transfer_from is None and guard is None:
+        raise SystemExit("the transfer arm starts from the guard arm's last model or --transfer-from: give one")
+    source = args.transfer_from or max(scorer.versions(guard).items())[1]
+    project = create_arm(product, args, "transfer", import_ct(product, args, work, args.seed + 1, "loop CT 2"), source)
+    rows = out.setdefault("transfer", {})
+    rows["start"] = scorer.score(project, scorer.versions(project)[0])
+    for _ in range(args.steps):
+        step_into(out, "transfer", product, args, project, scorer)
+        if "adapted" not in rows and (adapted := scorer.adapted(project)) is not None:
+            rows["adapted"] = scorer.score(project, adapted)
+            print(f"transfer, adapted to CT 2's seed: {json.dumps(rows['adapted'])}", flush=True)
 
 
 def step_into(out: dict, arm: str, product: Product, args, project: int, scorer: Scorer) -> None:
@@ -227,8 +256,9 @@ def report(out: dict) -> None:
           "expert pixels (cum.) | auto-labelled | wrong | wrong % | MAC | guard | inferring s | training s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for arm in [a for a in out if a in ARMS]:
-        if start := out[arm].get("start"):
-            print(f"| {arm} | start | {start['muscle_dice']} | {start['bone_dice']} | | 0 | | | | | | | |")
+        for when in ("start", "adapted"):
+            if row := out[arm].get(when):
+                print(f"| {arm} | {when} | {row['muscle_dice']} | {row['bone_dice']} | | 0 | | | | | | | |")
         cum = 0
         for r in out[arm].get("steps", []):
             cum += r["queried_pixels"] or 0
