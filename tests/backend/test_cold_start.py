@@ -66,7 +66,7 @@ def test_a_project_without_labels_asks_for_representative_slices_whole_and_train
     for phase in (State.TRAINING, State.EVALUATING):
         assert run_phase(step, phase) == "done"
     version = ModelVersion.objects.get(project=project)
-    assert version.number == 1 and version.step_id == step.id and version.training["slices"] == 3
+    assert version.number == 0 and version.step_id == step.id and version.training["slices"] == 3  # the first model
     assert version.training["budget"]["max_epochs"] == project.network_config["max_epochs"]
     assert version.metrics["structures"]  # evaluated on the test scan like any model
 
