@@ -38,6 +38,9 @@ class RunState:
     seconds: float = 0.0
     best_dice_per_class: list | None = None
     best_precision_per_class: list | None = None
+    last_metric: float = float("-inf")
+    last_dice_per_class: list | None = None
+    last_precision_per_class: list | None = None
     best_weights: dict | None = None
 
     def update(self, epoch: int, loss: float, val: float, model: UNet, config: TrainConfig, *,
@@ -46,12 +49,12 @@ class RunState:
         self.history.append({"epoch": epoch, "loss": loss, "val_dice": val, "seconds": round(self.seconds, 3)})
         loss_fell = loss < self.best_loss * (1.0 - config.loss_min_delta)
         self.best_loss = min(self.best_loss, loss)
+        dice, precision = (None if v is None else v.tolist() for v in per_class)
+        self.last_metric, self.last_dice_per_class, self.last_precision_per_class = val, dice, precision
         if val > self.best_metric:
             self.best_metric, self.best_epoch, self.since_best = val, epoch, 0
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            dice, precision = per_class
-            self.best_dice_per_class = None if dice is None else dice.tolist()
-            self.best_precision_per_class = None if precision is None else precision.tolist()
+            self.best_dice_per_class, self.best_precision_per_class = dice, precision
             return
         if not (config.patience_rule == "val_and_loss" and loss_fell):
             self.since_best += 1
@@ -66,7 +69,8 @@ class RunState:
         """Patience stopped the run, or a budget (epochs, seconds) is spent."""
         return self.stopped_early or self.epoch >= config.max_epochs or self.out_of_time(config)
 
-    def result(self, model: UNet, config: TrainConfig, *, n_train: int, n_val: int) -> TrainResult:
+    def result(self, model: UNet, config: TrainConfig, *, n_train: int, n_val: int, last: bool = False) -> TrainResult:
+        """The run's outcome for ``model``, which holds the best weights, or the last epoch's (``last``)."""
         from mltasks.train import TrainResult  # train imports this module
 
         if self.stopped_early:
@@ -75,16 +79,19 @@ class RunState:
             reason = "max_seconds"
         else:
             reason = "max_epochs"
-        per_class = [None if v is None else np.array(v, dtype=np.float64)
-                     for v in (self.best_dice_per_class, self.best_precision_per_class)]  # fmt: skip
+        kept = ((self.last_dice_per_class, self.last_precision_per_class) if last
+                else (self.best_dice_per_class, self.best_precision_per_class))
+        per_class = [None if v is None else np.array(v, dtype=np.float64) for v in kept]
+        metric, epoch = (self.last_metric, self.epoch) if last else (self.best_metric, self.best_epoch)
         return TrainResult(
-            model, self.history, self.best_metric, self.best_epoch, self.stopped_early, reason,
+            model, self.history, metric, epoch, self.stopped_early, reason,
             self.epoch, self.seconds, config.max_epochs, config.max_seconds, n_train, n_val, *per_class,
         )  # fmt: skip
 
     def to_dict(self) -> dict:
         names = ("epoch", "best_metric", "best_epoch", "since_best", "stopped_early", "history",
-                 "best_loss", "seconds", "best_dice_per_class", "best_precision_per_class")  # fmt: skip
+                 "best_loss", "seconds", "best_dice_per_class", "best_precision_per_class", "last_metric",
+                 "last_dice_per_class", "last_precision_per_class")  # fmt: skip
         return {name: getattr(self, name) for name in names}
 
     @classmethod

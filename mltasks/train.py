@@ -84,6 +84,9 @@ class TrainConfig:
         val_gap: with slice keys, no validation slice within this many slices of a training slice.
         min_batches_per_epoch: an epoch of few slices repeats them (reshuffled, augmented
             anew) until it has this many batches (``epoch_order``); 0: one pass.
+        keep_best_min_val: the best-validation weights are returned only when at least this
+            many slices validate; one or two slices are no basis for choosing among epochs, so
+            with fewer the last epoch's weights are returned (docs/learning.md, section 1).
     """
 
     lr: float = 1e-3
@@ -105,6 +108,7 @@ class TrainConfig:
     augment_preset: str = "within_scan"
     val_gap: int = 1
     min_batches_per_epoch: int = 16
+    keep_best_min_val: int = 3
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -115,7 +119,7 @@ class TrainConfig:
         ):
             if value not in allowed:
                 raise InvalidTrainingData(f"{name} {value!r} is not one of {', '.join(allowed)}")
-        counts = ("max_epochs", "max_seconds", "min_epochs", "val_gap", "min_batches_per_epoch")
+        counts = ("max_epochs", "max_seconds", "min_epochs", "val_gap", "min_batches_per_epoch", "keep_best_min_val")
         if any(getattr(self, name) < 0 for name in counts):
             msg = f"{', '.join(f'{k} {getattr(self, k)}' for k in counts)}: none may be negative"
             raise InvalidTrainingData(msg)
@@ -130,18 +134,19 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """Outcome of ``train``: ``model`` holds the best-validation weights.
+    """Outcome of ``train``: ``model`` holds the best-validation weights, or the last epoch's
+    when fewer than ``TrainConfig.keep_best_min_val`` slices validate.
 
     Attributes:
         history: one dict per epoch: epoch, loss, val_dice, seconds (cumulative).
-        best_dice / best_epoch: validation Dice of the returned weights and its epoch.
+        best_dice / best_epoch: validation Dice of the returned weights and their epoch.
         stopped_early: patience ended the run.
         stop_reason: "patience", "max_epochs" or "max_seconds".
         epochs / seconds: epochs run and training seconds used (over resumed runs too).
         max_epochs / max_seconds: the budgets the run was given (0 s: none).
         n_train / n_val: training and validation slices.
         val_dice_per_class / val_precision_per_class: (n_classes,) held-out Dice and
-            precision of every class at ``best_epoch`` (NaN where undefined), or None
+            precision of every class of the returned weights (NaN where undefined), or None
             without validation slices: the guard of Eq. 7 (``mltasks.guard``) reads them.
     """
 
@@ -296,10 +301,11 @@ def train(
         report(on_progress, "train", run.epoch, config.max_epochs, loss=round(loss, 5),
                val_dice=round(val, 4), seconds=round(run.seconds, 1))  # fmt: skip
 
-    if run.best_weights is not None:
+    keep_last = len(val_labels) < config.keep_best_min_val
+    if run.best_weights is not None and not keep_last:
         model.load_state_dict(run.best_weights)
     model.mc_mode()
-    return run.result(model, config, n_train=int(images.shape[0]), n_val=int(len(val_labels)))
+    return run.result(model, config, n_train=int(images.shape[0]), n_val=int(len(val_labels)), last=keep_last)
 
 
 class _Batches:

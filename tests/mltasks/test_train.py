@@ -172,7 +172,8 @@ def test_warm_start_uses_the_given_weights():
 def test_early_stopping_stops_when_validation_stalls():
     images, labels = disks(n=6)
     events = []
-    config = TrainConfig(min_batches_per_epoch=0, lr=0.0, max_epochs=20, patience=2, batch_size=4, augment=False)
+    config = TrainConfig(min_batches_per_epoch=0, lr=0.0, max_epochs=20, patience=2, batch_size=4, augment=False,
+                         keep_best_min_val=1)
     result = train(images, labels, CFG, config=config, on_progress=events.append)
     dice = [h["val_dice"] for h in result.history]
     assert result.stopped_early and len(dice) == result.best_epoch + 2 < 20
@@ -435,3 +436,31 @@ def test_training_with_class_weights_and_the_within_scan_preset_learns_disks():
                          class_weighting="inverse_frequency", augment_preset="within_scan")  # fmt: skip
     result = train(images, labels, profile("tiny", n_classes=3, matrix=32), config=config)
     assert result.best_dice > 0.7
+
+
+def test_with_too_few_validation_slices_the_last_epochs_weights_are_kept():
+    # One validation slice (6 slices, val_fraction 0.2) is no basis for choosing among epochs.
+    images, labels = disks(n=6)
+    runs = {}
+    for keep in (3, 1):
+        config = TrainConfig(min_batches_per_epoch=0, max_epochs=10, patience=0, batch_size=4, augment=False,
+                             keep_best_min_val=keep, lr=0.03)
+        runs[keep] = train(images, labels, CFG, config=config)
+    last, best = runs[3], runs[1]
+    assert last.n_val == 1 and last.epochs == 10
+    assert last.best_epoch == 10 and last.best_dice == last.history[-1]["val_dice"]
+    vals = [h["val_dice"] for h in best.history]
+    assert best.best_epoch == vals.index(max(vals)) + 1 and best.best_dice == max(vals)
+
+
+def test_the_run_state_reports_the_kept_weights_best_or_last():
+    from mltasks.stopping import RunState
+
+    model, run, config = UNet(CFG), RunState(), TrainConfig(patience=0)
+    for epoch, val in enumerate([0.5, 0.9, 0.4], start=1):
+        per_class = (np.full(3, val), np.full(3, val / 2))
+        run.update(epoch, 1.0 / epoch, val, model, config, per_class=per_class)
+    best, last = run.result(model, config, n_train=4, n_val=1), run.result(model, config, n_train=4, n_val=1, last=True)
+    assert (best.best_epoch, best.best_dice, list(best.val_dice_per_class)) == (2, 0.9, [0.9] * 3)
+    assert (last.best_epoch, last.best_dice, list(last.val_precision_per_class)) == (3, 0.4, [0.2] * 3)
+    assert RunState.from_dict(run.to_dict()).last_metric == 0.4  # resumable
