@@ -82,3 +82,18 @@ def segmentation_of(request, project_id: int, segmentation_id: int, role: str = 
     project = project_of(request, project_id, role)
     return get_object_or_404(Segmentation.objects.select_related("scan", "model_version"),
                              pk=segmentation_id, project=project)
+
+
+def query_params(serializer_class, request) -> dict:
+    """The validated query string of a GET (400 with the serializer's messages otherwise)."""
+    params = serializer_class(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return params.validated_data
+
+
+def read_or_400(field: str, read, *args):
+    """``read(*args)``, its ValueError (a sentence about the input) turned into a 400 on ``field``."""
+    try:
+        return read(*args)
+    except ValueError as exc:
+        raise serializers.ValidationError({field: [str(exc)]}) from exc

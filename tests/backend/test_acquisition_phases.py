@@ -59,6 +59,18 @@ def run_phase(step: AcquisitionStep, phase: str) -> str:
     return phase_execute(step_id=step.id, phase=phase, runner=RUNNER)
 
 
+def run_whole_step(project, lead, annotator) -> AcquisitionStep:
+    """One step from start to done in this process: every phase, every query answered by ``annotator``."""
+    step = step_start(project=project, user=lead)
+    for phase in (State.INFERRING, State.SELECTING):
+        assert run_phase(step, phase) == "done", phase
+    answer_all(step, annotator)
+    for phase in (State.TRAINING, State.EVALUATING):
+        assert run_phase(step, phase) == "done", phase
+    step.refresh_from_db()
+    return step
+
+
 def test_a_step_runs_through_every_phase_and_records_mac_dice_and_predicted_dice():
     project, lead, (annotator, _) = acquisition_project()
     seeded = TrainingSlice.objects.filter(project=project).count()

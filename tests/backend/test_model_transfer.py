@@ -11,7 +11,7 @@ from backend.acquisition.steps.services import step_start
 from backend.projects.access import Role
 from backend.projects.models import Membership
 from tests.backend.factories import acquisition_project, one_torch_thread_with_tmp_storage
-from tests.backend.test_acquisition_phases import answer_all, run_phase
+from tests.backend.test_acquisition_phases import run_whole_step
 
 pytestmark = pytest.mark.django_db
 
@@ -19,17 +19,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _storage(settings, tmp_path):
     yield from one_torch_thread_with_tmp_storage(settings, tmp_path)
-
-
-def _whole_step(project, lead, annotator):
-    step = step_start(project=project, user=lead)
-    for phase in (State.INFERRING, State.SELECTING):
-        assert run_phase(step, phase) == "done", phase
-    answer_all(step, annotator)
-    for phase in (State.TRAINING, State.EVALUATING):
-        assert run_phase(step, phase) == "done", phase
-    step.refresh_from_db()
-    return step
 
 
 def _two_projects(**config):
@@ -43,11 +32,11 @@ def _two_projects(**config):
 
 def test_models_are_numbered_in_the_order_they_are_made_and_steps_count_steps():
     first, second, lead, annotator, second_annotator = _two_projects()
-    _whole_step(first, lead, annotator)
-    _whole_step(second, lead, second_annotator)  # models 0 and 1
+    run_whole_step(first, lead, annotator)
+    run_whole_step(second, lead, second_annotator)  # models 0 and 1
     imported = model_version_import(second, from_version=ModelVersion.objects.get(project=first, number=1), user=lead)
     assert imported.number == 2
-    step = _whole_step(second, lead, second_annotator)
+    step = run_whole_step(second, lead, second_annotator)
     assert step.state == State.DONE and step.number == 2
     # The import is first fitted to the project's labelled slices (3), then the step trains (4).
     assert ModelVersion.objects.get(project=second, number=3).origin["kind"] == "adapted"
@@ -57,12 +46,12 @@ def test_models_are_numbered_in_the_order_they_are_made_and_steps_count_steps():
 
 def test_an_imported_model_is_first_adapted_to_the_projects_labelled_slices():
     first, second, lead, annotator, second_annotator = _two_projects()
-    _whole_step(first, lead, annotator)
+    run_whole_step(first, lead, annotator)
     source = ModelVersion.objects.get(project=first, number=1)
     imported = model_version_import(second, from_version=source, user=lead)
     assert imported.number == 0
 
-    step = _whole_step(second, lead, second_annotator)
+    step = run_whole_step(second, lead, second_annotator)
 
     adapted = ModelVersion.objects.get(project=second, number=1)
     assert adapted.step is None and adapted.origin == {"kind": "adapted", "from_model_version": imported.pk,
@@ -75,9 +64,9 @@ def test_an_imported_model_is_first_adapted_to_the_projects_labelled_slices():
 
 def test_a_project_may_use_an_imported_model_as_it_is():
     first, second, lead, annotator, second_annotator = _two_projects(adapt_imported=False)
-    _whole_step(first, lead, annotator)
+    run_whole_step(first, lead, annotator)
     model_version_import(second, from_version=ModelVersion.objects.get(project=first, number=1), user=lead)
-    step = _whole_step(second, lead, second_annotator)
+    step = run_whole_step(second, lead, second_annotator)
     assert list(ModelVersion.objects.filter(project=second).values_list("number", "origin__kind")) == [
         (0, "project"), (1, "trained")]
     assert step.costs["inferring"]["first_model_seconds"] is None

@@ -21,7 +21,7 @@ from tests.backend.factories import (
     one_torch_thread_with_tmp_storage,
     scan_with_volume,
 )
-from tests.backend.test_acquisition_phases import answer_all, run_phase
+from tests.backend.test_acquisition_phases import run_phase, run_whole_step
 
 pytestmark = pytest.mark.django_db
 
@@ -40,17 +40,6 @@ def _narrow_scan(project) -> Scan:
                             label_set=project.label_set)
 
 
-def _run_step(project, lead, annotator):
-    step = step_start(project=project, user=lead)
-    for phase in (State.INFERRING, State.SELECTING):
-        assert run_phase(step, phase) == "done", phase
-    answer_all(step, annotator)
-    for phase in (State.TRAINING, State.EVALUATING):
-        assert run_phase(step, phase) == "done", phase
-    step.refresh_from_db()
-    return step
-
-
 def test_a_step_trains_and_queries_scans_of_different_working_grids_at_their_own_resolution():
     project, lead, (annotator, _) = acquisition_project(n_pool=1, slices_per_step=4, k_uncertain=8,
                                                        seed_fraction=None)
@@ -58,7 +47,7 @@ def test_a_step_trains_and_queries_scans_of_different_working_grids_at_their_own
     from backend.acquisition.steps.training_set import training_set_seed
 
     training_set_seed(project=project, fraction=0.3)  # both scans hold training slices: two shapes in a batch
-    step = _run_step(project, lead, annotator)
+    step = run_whole_step(project, lead, annotator)
     assert step.state == State.DONE
     shapes = {(q.scan_id, q.height, q.width) for q in Query.objects.filter(step=step)}
     for scan_id, h, w in shapes:
@@ -80,7 +69,7 @@ def test_network_inputs_are_made_once_per_scan_and_reused_by_the_next_step():
         return real(hu, grid)
 
     with mock.patch.object(scan_inputs.ml_adapter, "network_inputs", side_effect=counting):
-        _run_step(project, lead, annotator)
+        run_whole_step(project, lead, annotator)
         assert len(made) == 1  # the cheap and the full pass share them
         step = step_start(project=project, user=lead)
         assert run_phase(step, State.INFERRING) == "done"
@@ -97,7 +86,7 @@ def test_the_next_steps_cost_is_estimated_from_the_budget_and_the_measured_rate(
     assert before["inference_seconds"] is None and before["total_seconds"] is None
     assert before["slice_passes"] == ml_adapter.planned_passes(
         before["unlabelled_slices"], n_candidates=project.k_uncertain, t_full=project.mc_samples)
-    step = _run_step(project, lead, annotator)
+    step = run_whole_step(project, lead, annotator)
     after = api.get(url).json()
     cost = step.costs["inferring"]
     assert cost["slices"] > 0 and cost["slice_passes"] >= cost["slices"] and cost["first_model_seconds"] >= 0

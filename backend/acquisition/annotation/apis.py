@@ -25,7 +25,14 @@ from backend.acquisition.annotation.services import (
     query_release,
     query_submit,
 )
-from backend.acquisition.api_base import AcquisitionApi, DownloadApi, project_of, query_of
+from backend.acquisition.api_base import (
+    AcquisitionApi,
+    DownloadApi,
+    project_of,
+    query_of,
+    query_params,
+    read_or_400,
+)
 from backend.acquisition.models import Query
 from backend.imaging import slices
 
@@ -138,17 +145,13 @@ class QueryReformatApi(DownloadApi):
         (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="int16 little-endian")})
     def get(self, request, project_id: int, query_id: int):
         query = query_of(request, project_id, query_id)
-        params = self.InputSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        try:
-            plane = query_reformat(query, params.validated_data["plane"], params.validated_data["at"])
-        except ValueError as exc:
-            raise serializers.ValidationError({"at": [str(exc)]}) from exc
+        params = query_params(self.InputSerializer, request)
+        plane = read_or_400("at", query_reformat, query, params["plane"], params["at"])
         response = HttpResponse(slices.raw_bytes(plane, "<i2"), content_type="application/octet-stream")
         for name, value in slices.raw_headers(plane.shape, "<i2").items():
             response[name] = value
         spacing = query.scan.geometry.get("spacing") or [1.0, 1.0, 1.0]
-        in_plane = spacing[2] if params.validated_data["plane"] == "coronal" else spacing[1]
+        in_plane = spacing[2] if params["plane"] == "coronal" else spacing[1]
         response["X-Spacing"] = f"{float(spacing[0]):.6g},{float(in_plane):.6g}"
         response["Access-Control-Expose-Headers"] += ", X-Spacing"
         return response

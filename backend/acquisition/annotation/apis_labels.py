@@ -17,7 +17,7 @@ from backend.acquisition.annotation.selectors import (
     reformat_labels,
     slice_labels,
 )
-from backend.acquisition.api_base import AcquisitionApi, query_of
+from backend.acquisition.api_base import AcquisitionApi, query_of, query_params, read_or_400
 
 
 @extend_schema_serializer(component_name="PredictionSource")
@@ -64,12 +64,7 @@ class QuerySliceLabelsApi(AcquisitionApi):
     @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer})
     def get(self, request, project_id: int, query_id: int):
         query = query_of(request, project_id, query_id)
-        params = self.InputSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        try:
-            found = slice_labels(query, params.validated_data["z"])
-        except ValueError as exc:
-            raise serializers.ValidationError({"z": [str(exc)]}) from exc
+        found = read_or_400("z", slice_labels, query, query_params(self.InputSerializer, request)["z"])
         return Response(self.OutputSerializer(found).data)
 
 
@@ -100,10 +95,6 @@ class QueryReformatLabelsApi(AcquisitionApi):
     @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer})
     def get(self, request, project_id: int, query_id: int):
         query = query_of(request, project_id, query_id)
-        params = self.InputSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        try:
-            found = reformat_labels(query, params.validated_data["plane"], params.validated_data["at"])
-        except ValueError as exc:
-            raise serializers.ValidationError({"at": [str(exc)]}) from exc
+        params = query_params(self.InputSerializer, request)
+        found = read_or_400("at", reformat_labels, query, params["plane"], params["at"])
         return Response(self.OutputSerializer(found).data)
