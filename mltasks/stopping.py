@@ -38,7 +38,6 @@ class RunState:
     seconds: float = 0.0
     best_dice_per_class: list | None = None
     best_precision_per_class: list | None = None
-    last_metric: float = float("-inf")
     last_dice_per_class: list | None = None
     last_precision_per_class: list | None = None
     best_weights: dict | None = None
@@ -50,7 +49,7 @@ class RunState:
         loss_fell = loss < self.best_loss * (1.0 - config.loss_min_delta)
         self.best_loss = min(self.best_loss, loss)
         dice, precision = (None if v is None else v.tolist() for v in per_class)
-        self.last_metric, self.last_dice_per_class, self.last_precision_per_class = val, dice, precision
+        self.last_dice_per_class, self.last_precision_per_class = dice, precision
         if val > self.best_metric:
             self.best_metric, self.best_epoch, self.since_best = val, epoch, 0
             self.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -82,7 +81,10 @@ class RunState:
         kept = ((self.last_dice_per_class, self.last_precision_per_class) if last
                 else (self.best_dice_per_class, self.best_precision_per_class))
         per_class = [None if v is None else np.array(v, dtype=np.float64) for v in kept]
-        metric, epoch = (self.last_metric, self.epoch) if last else (self.best_metric, self.best_epoch)
+        if last:  # a run of no epoch (a budget spent before a resume) has no last score either
+            metric, epoch = (self.history[-1]["val_dice"] if self.history else float("-inf")), self.epoch
+        else:
+            metric, epoch = self.best_metric, self.best_epoch
         return TrainResult(
             model, self.history, metric, epoch, self.stopped_early, reason,
             self.epoch, self.seconds, config.max_epochs, config.max_seconds, n_train, n_val, *per_class,
@@ -90,7 +92,7 @@ class RunState:
 
     def to_dict(self) -> dict:
         names = ("epoch", "best_metric", "best_epoch", "since_best", "stopped_early", "history",
-                 "best_loss", "seconds", "best_dice_per_class", "best_precision_per_class", "last_metric",
+                 "best_loss", "seconds", "best_dice_per_class", "best_precision_per_class",
                  "last_dice_per_class", "last_precision_per_class")  # fmt: skip
         return {name: getattr(self, name) for name in names}
 

@@ -144,4 +144,4 @@ def test_the_run_state_reports_the_kept_weights_best_or_last():
     best, last = run.result(model, config, n_train=4, n_val=1), run.result(model, config, n_train=4, n_val=1, last=True)
     assert (best.best_epoch, best.best_dice, list(best.val_dice_per_class)) == (2, 0.9, [0.9] * 3)
     assert (last.best_epoch, last.best_dice, list(last.val_precision_per_class)) == (3, 0.4, [0.2] * 3)
-    assert RunState.from_dict(run.to_dict()).last_metric == 0.4  # resumable
+    assert RunState.from_dict(run.to_dict()).last_precision_per_class == [0.2] * 3  # resumable
