@@ -163,3 +163,10 @@ def scan_segmentation(project) -> Segmentation:
         labels=save_array(labels.astype(np.uint8), "acquisition/segmentations/labels.npy"),
         uncertainty=save_array(u, "acquisition/segmentations/uncertainty.npy"), report=report,
         finished=timezone.now())
+
+
+def labelled_slice(project, scan, z: int, labels: np.ndarray, *, source: str = TrainingSlice.Source.QUERY):
+    """A training-set row for slice ``z`` of ``scan``: (H, W) uint8 ``labels``, answered wherever not 255."""
+    return TrainingSlice.objects.create(project=project, scan=scan, z=z, height=labels.shape[0], width=labels.shape[1],
+                                        labels=codec.pack_labels(labels), answered=codec.pack_mask(labels != 255),
+                                        source=source)

@@ -10,7 +10,7 @@ import pytest
 
 from backend.acquisition.models import Query
 from tests.browser.conftest import client_point
-from tests.browser.data import annotating_project
+from tests.browser.data import annotating_project, labelled_slice
 from tests.browser.test_annotator_canvas import close, open_annotator, overlay_rgba
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -53,16 +53,13 @@ def test_neighbouring_slices_show_the_step_prediction_hatched_or_say_there_is_no
 
 
 def test_neighbouring_slices_show_the_newest_segmentation_under_the_answered_labels(app_page, live_server, project):
-    from backend.acquisition import codec
-    from backend.acquisition.models import TrainingSlice
 
     proj, _, _, ids = project
     scan = Query.objects.get(pk=ids[0]).scan
     _model_segmentation(proj, scan)
     labels = np.full((512, 512), 255, np.uint8)
     labels[:, :256] = 4  # the left half answered psoas; the right half nobody labelled
-    TrainingSlice.objects.create(project=proj, scan=scan, z=1, height=512, width=512, labels=codec.pack_labels(labels),
-                                 answered=codec.pack_mask(labels != 255), source=TrainingSlice.Source.QUERY)
+    labelled_slice(proj, scan, 1, labels)
     page = app_page
     open_annotator(page, live_server.url, project)
     page.wait_for_function("() => window.annotator.depth && window.annotator.nearby.length")
@@ -104,14 +101,11 @@ def _grey(rgb) -> bool:
 
 
 def test_reformats_carry_answered_and_predicted_labels_with_a_toggle_and_a_legend(app_page, live_server, project):
-    from backend.acquisition import codec
-    from backend.acquisition.models import TrainingSlice
 
     proj, _, _, ids = project
     scan = Query.objects.get(pk=ids[0]).scan
     labels = np.full((512, 512), 4, np.uint8)
-    TrainingSlice.objects.create(project=proj, scan=scan, z=4, height=512, width=512, labels=codec.pack_labels(labels),
-                                 answered=codec.pack_mask(labels > 0), source=TrainingSlice.Source.QUERY)
+    labelled_slice(proj, scan, 4, labels)
     page = app_page
     open_annotator(page, live_server.url, project)
     page.wait_for_function("() => window.annotator.reformatShown && window.annotator.depth")

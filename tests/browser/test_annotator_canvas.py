@@ -11,7 +11,7 @@ import pytest
 
 from backend.acquisition.models import Query
 from tests.browser.conftest import answers, client_point, log_in, wait_for_query
-from tests.browser.data import annotating_project, query_rasters
+from tests.browser.data import annotating_project, labelled_slice, query_rasters
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SHOTS = os.environ.get("MYOLABEL_SHOTS")  # a folder: save what the tests saw, to look at
@@ -230,21 +230,16 @@ def test_default_label_set_fits_1280_by_720(app_page, live_server, project):
 
 
 def test_copy_the_nearest_labelled_slice_and_interpolate_between_two(app_page, live_server, project):
-    from backend.acquisition import codec
-    from backend.acquisition.models import HeldOutSlice, TrainingSlice
+    from backend.acquisition.models import HeldOutSlice
 
     proj, _, _, ids = project
     scan = Query.objects.get(pk=ids[0]).scan
     yy, xx = np.mgrid[:512, :512]
     for z, radius in ((0, 20), (4, 40)):
         labels = np.where((yy - 260) ** 2 + (xx - 260) ** 2 <= radius**2, 3, 0).astype(np.uint8)
-        TrainingSlice.objects.create(project=proj, scan=scan, z=z, height=512, width=512,
-                                     labels=codec.pack_labels(labels), answered=codec.pack_mask(labels >= 0),
-                                     source=TrainingSlice.Source.QUERY)
+        labelled_slice(proj, scan, z, labels)
     HeldOutSlice.objects.create(project=proj, scan=scan, z=1)  # nearer, but never offered
-    TrainingSlice.objects.create(project=proj, scan=scan, z=1, height=512, width=512,
-                                 labels=codec.pack_labels(np.full((512, 512), 6, np.uint8)),
-                                 answered=codec.pack_mask(np.ones((512, 512), bool)), source="reference")
+    labelled_slice(proj, scan, 1, np.full((512, 512), 6, np.uint8), source="reference")
     page = app_page
     open_annotator(page, live_server.url, project)
     page.wait_for_function("() => !document.querySelector('#interpolate').disabled")
@@ -270,15 +265,11 @@ def test_copy_the_nearest_labelled_slice_and_interpolate_between_two(app_page, l
 
 
 def test_neighbouring_slices_in_the_main_view_read_only_with_their_labels(app_page, live_server, project):
-    from backend.acquisition import codec
-    from backend.acquisition.models import TrainingSlice
 
     proj, _, _, ids = project
     scan = Query.objects.get(pk=ids[0]).scan
     labels = np.full((512, 512), 4, np.uint8)
-    TrainingSlice.objects.create(project=proj, scan=scan, z=3, height=512, width=512,
-                                 labels=codec.pack_labels(labels), answered=codec.pack_mask(labels > 0),
-                                 source=TrainingSlice.Source.QUERY)
+    labelled_slice(proj, scan, 3, labels)
     page = app_page
     open_annotator(page, live_server.url, project)
     page.wait_for_function("() => window.annotator.depth && window.annotator.nearby.length")

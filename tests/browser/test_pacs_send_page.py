@@ -23,9 +23,19 @@ from tests.orthanc import seg_series_in, segmented_dicom_scan
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _archive(orthanc) -> DicomWebArchive:
-    return DicomWebArchive.objects.create(name="Radiology PACS", url=orthanc.dicomweb_url, username=orthanc.username,
-                                          password_encrypted=encrypt_password(orthanc.password))
+@pytest.fixture
+def world(orthanc, tmp_path, settings) -> dict:
+    """A segmented DICOM scan whose series Orthanc holds (``segmented_dicom_scan``) and Orthanc
+    configured as the site's "Radiology PACS"."""
+    use_tmp_storage(settings, tmp_path)
+    scanned = segmented_dicom_scan(orthanc, tmp_path)
+    DicomWebArchive.objects.create(name="Radiology PACS", url=orthanc.dicomweb_url, username=orthanc.username,
+                                   password_encrypted=encrypt_password(orthanc.password))
+    return scanned
+
+
+def _member(project, role: str):
+    return MembershipFactory(project=project, role=role, user=UserFactory()).user
 
 
 def _open(page, server, user, scan_id: int) -> None:
@@ -34,12 +44,8 @@ def _open(page, server, user, scan_id: int) -> None:
     page.wait_for_selector("#download-labels:not([hidden])", timeout=15000)  # the segmentation is shown
 
 
-def test_a_lead_sends_the_shown_segmentation_to_the_pacs(watched_page, asgi_server, plain_static, orthanc,
-                                                         tmp_path, settings):
-    use_tmp_storage(settings, tmp_path)
-    world = segmented_dicom_scan(orthanc, tmp_path)
-    _archive(orthanc)
-    lead = MembershipFactory(project=world["project"], role=Membership.Role.LEAD, user=UserFactory()).user
+def test_a_lead_sends_the_shown_segmentation_to_the_pacs(watched_page, asgi_server, plain_static, orthanc, world):
+    lead = _member(world["project"], Membership.Role.LEAD)
     page = watched_page
     _open(page, asgi_server, lead, world["scan"].id)
 
@@ -54,11 +60,8 @@ def test_a_lead_sends_the_shown_segmentation_to_the_pacs(watched_page, asgi_serv
     assert "Sent to Radiology PACS" in text and sent_series in text and world["series"] in text
 
 
-def test_an_annotator_is_not_offered_the_pacs(watched_page, asgi_server, plain_static, orthanc, tmp_path, settings):
-    use_tmp_storage(settings, tmp_path)
-    world = segmented_dicom_scan(orthanc, tmp_path)
-    _archive(orthanc)
-    annotator = MembershipFactory(project=world["project"], role=Membership.Role.ANNOTATOR, user=UserFactory()).user
+def test_an_annotator_is_not_offered_the_pacs(watched_page, asgi_server, plain_static, world):
+    annotator = _member(world["project"], Membership.Role.ANNOTATOR)
     page = watched_page
     _open(page, asgi_server, annotator, world["scan"].id)
     page.wait_for_timeout(500)  # the panel would appear after one more request
@@ -66,16 +69,13 @@ def test_an_annotator_is_not_offered_the_pacs(watched_page, asgi_server, plain_s
 
 
 def test_a_scan_not_imported_from_dicom_says_why_and_sends_nothing(watched_page, asgi_server, plain_static, orthanc,
-                                                                   tmp_path, settings):
-    use_tmp_storage(settings, tmp_path)
-    world = segmented_dicom_scan(orthanc, tmp_path)
-    _archive(orthanc)
+                                                                   world):
     project = world["project"]
     phantom = scan_with_volume(project.pools.get(), np.zeros((3, 16, 16), np.int16), name="phantom")
     seg = segmentation_with_uncertainty(project, phantom, np.zeros((3, 16, 16), np.float16))
     seg.labels = save_array(np.ones((3, 16, 16), np.uint8), "acquisition/segmentations/phantom.npy")
     seg.save(update_fields=["labels"])
-    lead = MembershipFactory(project=project, role=Membership.Role.LEAD, user=UserFactory()).user
+    lead = _member(project, Membership.Role.LEAD)
     page = watched_page
     _open(page, asgi_server, lead, phantom.id)
     page.wait_for_selector("#pacs-send:not([hidden])")
