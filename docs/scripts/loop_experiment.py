@@ -131,19 +131,20 @@ def prepare(project, args, *, seed_fraction: float) -> dict:
     return {"seed_slices": seed(project, seed_fraction) if seed_fraction > 0 else 0}
 
 
-def set_budget(project, args, *, first: bool) -> None:
-    """The next training's budget: seconds, or epochs with no time limit when given in epochs."""
-    epochs = args.first_epochs if first else args.step_epochs
-    seconds = args.first_seconds if first else args.step_seconds
-    budget = {"max_epochs": epochs, "max_seconds": 0.0} if epochs else {"max_seconds": seconds}
-    project.network_config = {**project.network_config, **budget}
+def set_budget(project, args) -> None:
+    """Training budgets, seconds or epochs (no time limit when given in epochs): the product's
+    ``first_max_*`` for the project's first model (model 0, a cold start's first model, an
+    import's adaptation), ``max_*`` for every step's training."""
+    def budget(epochs, seconds, prefix=""):
+        return ({f"{prefix}max_epochs": epochs, f"{prefix}max_seconds": 0.0} if epochs
+                else {f"{prefix}max_seconds": seconds})
+    project.network_config = {**project.network_config, **budget(args.step_epochs, args.step_seconds),
+                              **budget(args.first_epochs, args.first_seconds, "first_")}
     project.save(update_fields=["network_config"])
 
 
-def run_step(project, args, user, timings: dict, *, first_after: bool) -> object:
-    """One step, phase by phase; the training after the answers gets the step budget, or
-    model 0's when ``first_after`` (model 0, trained inside step 1's inferring phase, gets the
-    budget set before)."""
+def run_step(project, args, user, timings: dict) -> object:
+    """One step, phase by phase (scripted answers in between)."""
     from step_cost_new import answer_all, run_phase, start
 
     step = start(project, user)
@@ -154,8 +155,6 @@ def run_step(project, args, user, timings: dict, *, first_after: bool) -> object
         else:
             run_phase(step.id, phase)
         timings[phase] = round(time.perf_counter() - started, 1)
-        if phase == "inferring":
-            set_budget(project, args, first=first_after)
     step.refresh_from_db()
     return step
 
@@ -249,7 +248,7 @@ def arm_start(ctx: Context, arm: str):
         source = None if arm == "cold" else ctx.model0
     prepared = prepare(project, args, seed_fraction=0.0 if arm == "cold" else args.seed_fraction)
     start = model_version_import(project, from_version=source, user=ctx.user) if source is not None else None
-    set_budget(project, args, first=start is None)
+    set_budget(project, args)
     return project, start, prepared
 
 
@@ -269,15 +268,17 @@ class ArmRun:
         from backend.acquisition.selectors import step_mac
 
         project, timings = self.project, {}
-        # A cold start's first model trains on step 1's answers: it gets model 0's budget.
-        first_after = self.arm == "cold" and not self.rows["steps"]
-        step = run_step(project, ctx.args, ctx.user, timings, first_after=first_after)
+        step = run_step(project, ctx.args, ctx.user, timings)
         if ctx.model0 is None and self.arm != "cold":
             ctx.model0 = ModelVersion.objects.get(project=project, number=0)
             out["model0"] = {**self.scorer.score(ctx.model0, project.mc_samples), "training": training_of(ctx.model0)}
             print(f"model 0: {out['model0']}", flush=True)
         version = ModelVersion.objects.get(step=step)
         ctx.last[self.arm] = version
+        adapted = ModelVersion.objects.filter(project=project, origin__kind="adapted").first()
+        if adapted is not None and "adapted" not in self.rows:  # an import fitted to this CT's seed first
+            self.rows["adapted"] = {**self.scorer.score(adapted, project.mc_samples), "training": training_of(adapted)}
+            print(f"{self.arm}, adapted: {json.dumps(self.rows['adapted'], default=str)}", flush=True)
         mac = step_mac(step)
         row = {"step": step.number, "state": step.state, **self.scorer.score(version, project.mc_samples),
                "expert_pixels": mac["queried_pixels"], "mac": mac["mac"], "queries": mac["queries"],
@@ -312,8 +313,9 @@ def report(out: dict) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for arm in [a for a in out if a in ARMS]:
         cum = 0
-        if start := out[arm].get("start"):
-            print(f"| {arm} | start | {start['muscle_dice']} | {start['bone_dice']} | 0 | | | | | | | | |")
+        for when in ("start", "adapted"):
+            if row := out[arm].get(when):
+                print(f"| {arm} | {when} | {row['muscle_dice']} | {row['bone_dice']} | 0 | | | | | | | | |")
         for r in out[arm]["steps"]:
             cum += r["expert_pixels"] or 0
             auto, wrong = r["auto_labelled"] or 0, r["auto_wrong"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from rest_framework.test import APIClient
 
 from backend.acquisition.models import ModelVersion
 from backend.acquisition.outputs.model_import import model_version_import
@@ -60,6 +61,22 @@ def test_an_imported_model_is_first_adapted_to_the_projects_labelled_slices():
     assert step.costs["inferring"]["first_model_seconds"] == adapted.training["seconds"]
     assert ModelVersion.objects.get(step=step).number == 2 and step.number == 1
     assert step_start(project=second, user=lead).number == 2
+
+
+def test_the_adaptation_is_the_projects_first_model_and_gets_model_0s_budget():
+    first, second, lead, annotator, second_annotator = _two_projects(first_max_epochs=3, max_epochs=1)
+    run_whole_step(first, lead, annotator)
+    model_version_import(second, from_version=ModelVersion.objects.get(project=first, number=1), user=lead)
+    api = APIClient()
+    api.force_authenticate(lead)
+    cost = api.get(f"/api/projects/{second.id}/acquisition/step-cost/").json()
+    assert cost["first_model"]["max_epochs"] == 3 and cost["training"]["max_epochs"] == 1
+
+    step = run_whole_step(second, lead, second_annotator)
+
+    assert ModelVersion.objects.get(project=second, number=1).training["epochs"] == 3
+    assert ModelVersion.objects.get(step=step).training["epochs"] == 1
+    assert api.get(f"/api/projects/{second.id}/acquisition/step-cost/").json()["first_model"] is None
 
 
 def test_a_project_may_use_an_imported_model_as_it_is():

@@ -42,6 +42,7 @@ from backend.acquisition.steps.evaluation import evaluate_model
 from backend.acquisition.steps.guarding import guarded_masks, guarded_predictions, step_guard
 from backend.acquisition.steps.progress import Cancelled, LeaseKeeper, PhaseReporter
 from backend.acquisition.steps.scan_inputs import ScanInputs
+from backend.acquisition.steps.selectors import WARM_START, adapts_import
 from backend.acquisition.steps.services import (
     Claim,
     step_annotating_done,
@@ -133,13 +134,6 @@ def _training_data(project: Project, *, pixel_mm: float | None, depth: int) -> l
     return samples
 
 
-# Warm start by default: in the simulation it kept a higher Dice than re-initialising
-# and took 56 % of the time (docs/simulation.md, run 4). ``network_config.warm_start =
-# false`` re-initialises as the paper did.
-WARM_START = True
-IMPORTED_ORIGINS = ("project", "upload")  # outputs.model_import's origin kinds
-
-
 def _train(step, reporter, *, path: Path, first: bool):
     project = step.project
     net_cfg, train_cfg, pixel_mm = _configs(project, first=first)
@@ -176,21 +170,6 @@ def _save_version(project: Project, step, trained, *, of_step: bool, origin: dic
     return version
 
 
-def _adapts_import(project: Project, version: ModelVersion) -> bool:
-    """Whether the step first trains an imported current model on the project's labelled slices
-    (warm start, the step's budget): another CT's model, fitted to this CT's labels before it ranks
-    the pool, so that the project starts where the other ended (docs/learning.md). Only when the project wants
-    it (``network_config.adapt_imported``, default on), has labelled slices, and the import has the
-    project's network and pixel size (else step 1's training starts afresh anyway)."""
-    config = project.network_config or {}
-    if version.origin.get("kind") not in IMPORTED_ORIGINS or not config.get("adapt_imported", True):
-        return False
-    if not config.get("warm_start", WARM_START) or not TrainingSlice.objects.filter(project=project).exists():
-        return False
-    net_cfg, _, pixel_mm = _configs(project, first=False)
-    return version.config.get("net") == net_cfg.to_dict() and ml_adapter.model_pixel_mm(version.config) == pixel_mm
-
-
 def model_and_pixel(version: ModelVersion):
     """(the version's network, the pixel size it was trained at)."""
     return ml_adapter.load_model(local_checkpoint(version)), ml_adapter.model_pixel_mm(version.config)
@@ -208,10 +187,11 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
         reporter.segment(0, 50, "training the first model on the initial training set", subphase="first_model")
         bootstrap = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt", first=True)
         model, pixel_mm = bootstrap[0][0], bootstrap[3]
-    elif _adapts_import(project, version):
+    elif adapts_import(project, version):
+        # The project's first model of its own CT: it gets model 0's budget, not a step's.
         reporter.segment(0, 50, "adapting the imported model to this project's labelled slices", subphase="first_model")
         bootstrap, adapted_from = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt",
-                                         first=False), version
+                                         first=True), version
         model, pixel_mm = bootstrap[0][0], bootstrap[3]
     else:
         model, pixel_mm = model_and_pixel(version)
