@@ -189,3 +189,29 @@ def test_with_held_out_slices_the_guard_decides_on_them_not_on_one_validation_sl
     version.save(update_fields=["training"])
     fallback = step_guard(step, load_model=never_loaded)
     assert fallback["mode"] == "auto_label" and fallback["measured_on"].endswith("validation slices")
+
+
+def test_the_evaluating_phase_leaves_its_held_out_dice_for_the_next_steps_guard():
+    # The step's model is segmented on the held-out slices when it is evaluated; the next step's
+    # guard reads that pooled Dice instead of segmenting the same slices again.
+    from backend.acquisition.held_out.services import held_out_choose
+    from backend.acquisition.steps.guarding import step_guard
+    from backend.acquisition.steps.training_set import training_set_seed
+    from tests.backend.test_acquisition_phases import run_whole_step
+
+    project, lead, annotator = _project(seed_fraction=None)
+    held_out_choose(project=project, per_scan=2)
+    training_set_seed(project=project, fraction=0.25)
+    step = run_whole_step(project, lead, annotator)
+
+    version = ModelVersion.objects.get(step=step)
+    pooled = version.training["held_out_dice_per_class"]
+    assert version.training["held_out_slices"] == 2 and len(pooled) == 23
+    assert version.training["slices"] > 0  # the training summary is kept beside it
+    assert pooled[0] is not None and 0.0 <= pooled[0] <= 1.0  # background is on every slice
+
+    def never_loaded(_version):
+        raise AssertionError("the evaluating phase measured this version already")
+
+    guard = step_guard(step_start(project=project, user=lead), load_model=never_loaded)
+    assert guard["measured_on"] == "2 held-out slices"

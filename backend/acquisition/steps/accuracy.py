@@ -70,6 +70,8 @@ class Accuracy:
     metrics: dict
     calibration: dict | None
     stop_reached: bool
+    # On held-out slices: {"held_out_dice_per_class", "held_out_slices"} (steps.evaluation).
+    held_out: dict | None = None
 
 
 @dataclass

@@ -6,6 +6,10 @@ has no separate test scan. ``evaluate_model`` segments the set, measures one row
 test scan or per held-out slice, and hands the rows to ``steps.accuracy``. It reads and
 computes only; ``phases.run_evaluation`` records the result under the phase's lease.
 
+On held-out slices the Dice per class over all their pixels together is also returned
+(``Accuracy.held_out``): the next step's guard decides on it (``steps.guarding``)
+without segmenting the same slices again.
+
 Held-out slices are segmented slice by slice (MC dropout, as the pool is scored) without
 the whole-scan step that keeps each structure's largest 3D component: sparse slices have
 no 3D neighbourhood. Their Dice is per slice and their ASD in-plane (mm), so figures on
@@ -14,6 +18,7 @@ held-out slices and on whole test scans are not interchangeable (docs/acquisitio
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,9 +46,17 @@ def evaluate_model(step: AcquisitionStep, model, pixel_mm: float | None, reporte
     tests = list(ReferenceLabelMap.objects.filter(scan__in=project.test_scans.all(), label_set=project.label_set)
                  .select_related("scan").order_by("scan_id"))
     run = (model, pixel_mm, step.mc_samples, n_classes, reporter)
-    rows = _test_scan_rows(tests, *run) if tests else _held_out_rows(project, *run)
+    rows, held_out = (_test_scan_rows(tests, *run), None) if tests else _held_out_rows(project, *run)
     labels = [(lab.value, lab.name, lab.kind) for lab in project.label_set.labels.order_by("value")]
-    return accuracy_metrics(rows, labels, target=project.stop_target_dice, nothing_why=NOTHING_TO_EVALUATE)
+    result = accuracy_metrics(rows, labels, target=project.stop_target_dice, nothing_why=NOTHING_TO_EVALUATE)
+    return replace(result, held_out=held_out)
+
+
+def pooled_dice(predicted: list[np.ndarray], truth: list[np.ndarray], n_classes: int) -> list[float | None]:
+    """Dice per class over the pixels of all slices together (None where a class is in neither)."""
+    dice = ml_adapter.dice_per_class(np.concatenate([p.ravel() for p in predicted]),
+                                     np.concatenate([t.ravel() for t in truth]), n_classes)
+    return [float(d) if np.isfinite(d) else None for d in dice]
 
 
 def _presence(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -66,15 +79,16 @@ def _test_scan_rows(refs, model, pixel_mm, t_samples, n_classes, reporter) -> li
     return rows
 
 
-def _held_out_rows(project, model, pixel_mm, t_samples, n_classes, reporter) -> list[Row]:
-    """One row per held-out slice: 2D Dice, in-plane ASD and PSV of that slice."""
+def _held_out_rows(project, model, pixel_mm, t_samples, n_classes, reporter) -> tuple[list[Row], dict | None]:
+    """(One row per held-out slice: 2D Dice, in-plane ASD and PSV of that slice; the pooled Dice
+    per class with the number of slices, as the guard reads it, or None without slices)."""
     from backend.imaging.models import ReferenceLabelMap, Scan
 
     by_scan = held_out_by_scan(project)
     scans = Scan.objects.in_bulk(list(by_scan))
     refs = {ref.scan_id: ref for ref in ReferenceLabelMap.objects.filter(scan_id__in=list(by_scan),
                                                                          label_set=project.label_set)}
-    rows = []
+    rows, predicted, truths = [], [], []
     for k, (scan_id, zs) in enumerate(by_scan.items()):
         if scan_id not in refs:  # its reference was deleted since: nothing to compare with
             continue
@@ -86,8 +100,11 @@ def _held_out_rows(project, model, pixel_mm, t_samples, n_classes, reporter) -> 
         pred, u = ml_adapter.segment_slices(hu, model, grid, t_samples=t_samples, on_progress=reporter)
         truth = np.asarray(ml_adapter.reference_labels(refs[scan_id])[zs])
         spacing = scan.geometry["spacing"][1:]
+        predicted, truths = predicted + list(pred), truths + list(truth)
         for i, z in enumerate(zs):
             rows.append(Row("held_out", scan_id, scan.name, z, ml_adapter.evaluate(pred[i], truth[i], spacing, n_classes),
                             ml_adapter.psv(pred[i], u[i], n_classes), _presence(truth[i], n_classes),
                             _presence(pred[i], n_classes)))
-    return rows
+    if not rows:
+        return rows, None
+    return rows, {"held_out_dice_per_class": pooled_dice(predicted, truths, n_classes), "held_out_slices": len(rows)}

@@ -22,6 +22,7 @@ from backend.acquisition import codec, ml_adapter
 from backend.acquisition.held_out.selectors import held_out_by_scan
 from backend.acquisition.models import HeldOutSlice, TrainingSlice
 from backend.acquisition.selectors import current_model
+from backend.acquisition.steps.evaluation import pooled_dice
 
 DEFAULT_RULE = "guard"
 
@@ -39,7 +40,8 @@ def step_guard(step, *, load_model=None, cache=None) -> dict:
 def guard_evidence(step, version, load_model, cache) -> tuple[list[float | None] | None, str | None]:
     """(Dice per class, what it was measured on) that the guard may trust, best first:
 
-    1. the project's held-out slices (with ``load_model``), measured once per version: several
+    1. the project's held-out slices (with ``load_model``), measured once per version (by the
+       evaluating phase of the step that trained it, or here for model 0 and imports): several
        slices spread over the scan, never trained on. The training's validation set of a 5 %
        seed is one or two slices: a noisy figure for a decision worth a million expert pixels
        (docs/learning.md, "The loop on a CT-sized phantom");
@@ -106,11 +108,9 @@ def _measure(step, version, truth: dict[int, list[tuple[int, np.ndarray]]], load
         zs = [z for z, _ in slices]
         scored = ml_adapter.score_network_slices(images[zs], body[zs], model, grid, t_samples=step.mc_samples,
                                                  seed=step.pk)
-        predicted += [labels.ravel() for labels in scored.labels]
-        answered += [labels.ravel() for _, labels in slices]
-    dice = ml_adapter.dice_per_class(np.concatenate(predicted), np.concatenate(answered),
-                                     ml_adapter.n_classes_of(step.project.label_set))
-    return [float(d) if np.isfinite(d) else None for d in dice], len(answered)
+        predicted += list(scored.labels)
+        answered += [labels for _, labels in slices]
+    return pooled_dice(predicted, answered, ml_adapter.n_classes_of(step.project.label_set)), len(answered)
 
 
 def guarded_predictions(step, guard: dict, chosen: list[tuple[int, int]], labels: list[np.ndarray],

@@ -353,7 +353,9 @@ def run_evaluation(step: AcquisitionStep, reporter: PhaseReporter, runner: str) 
     with transaction.atomic():
         fresh = _locked_step(step, State.EVALUATING, runner)
         version.metrics, version.calibration = result.metrics, result.calibration
-        version.save(update_fields=["metrics", "calibration"])
+        # The next step's guard decides on this figure instead of segmenting the slices again.
+        version.training = {**(version.training or {}), **(result.held_out or {})}
+        version.save(update_fields=["metrics", "calibration", "training"])
         fresh.stop_reached = result.stop_reached
         step_transition(step=fresh, target=State.DONE)
 
