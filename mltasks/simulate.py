@@ -41,6 +41,7 @@ from mltasks.active import (
 )
 from mltasks.errors import InvalidSimulationConfig, MyoLabelError
 from mltasks.guard import RULES, GuardConfig, decide
+from mltasks.held_out import HELD_OUT_MARGIN, choose_held_out, pooled_dice_of
 from mltasks.labels import LabelSet, default_label_set
 from mltasks.losses import IGNORE
 from mltasks.nets import UNet, profile
@@ -74,6 +75,10 @@ class SimulationConfig:
         training: any ``TrainConfig`` field (max_epochs, patience, lr, augment, ...).
         label_rule: Eq. 7's guard, as the worker's ``network_config.label_rule``: "guard",
             "paper" (the unguarded Eq. 7 of the runs in docs/simulation.md) or "masked".
+        held_out_slices: slices of each pool volume held out of training, spread along it and
+            never next to a training slice (``mltasks.held_out``); they and their neighbours are
+            never selected. The guard decides on the current model's Dice over them, as the
+            worker decides on a project's held-out slices; 0: on the training's validation Dice.
     """
 
     steps: int = 19
@@ -90,6 +95,7 @@ class SimulationConfig:
     network: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     label_rule: str = "guard"
+    held_out_slices: int = 4
     base_dir: str = "."
 
 
@@ -257,6 +263,7 @@ def run_simulation(
     labelled0 = np.zeros(images.shape[0], bool)
     for s, v in zip(starts, pool_vols, strict=True):
         labelled0[s + evenly_spaced(v.images.shape[0], config.initial_fraction)] = True
+    held, off_limits = _held_out(labelled0, truth, volumes, config.held_out_slices)
     n_select = sum(max(1, round(config.step_fraction * v.images.shape[0])) for v in pool_vols)
     tests = [TestVolume(v.name, v.images, v.labels, v.spacing) for v in test_vols]
     eval_kw = {"t_samples": base.t_samples, "batch_size": base.batch_size, "seed": config.seed}
@@ -272,16 +279,26 @@ def run_simulation(
     trained0 = train_step(None, start_set, first, warm_start=False, label_set=label_set,
                           slice_keys=keys[idx0], on_progress=on_progress)  # fmt: skip
     model0 = trained0.model
+
+    def guard_evidence(trained) -> np.ndarray | None:
+        """The guard's input: Dice on the held-out slices, else the training's validation Dice."""
+        if not held.size:
+            return trained.val_dice_per_class
+        return pooled_dice_of(trained.model, images[held], truth[held], t_samples=base.t_samples, seed=config.seed)
+
+    evidence0 = guard_evidence(trained0)
+    measured_on = f"{held.size} held-out slices" if held.size else "validation slices"
     ev0 = evaluate(model0, tests, **eval_kw)
     wall0 = time.perf_counter() - t0
     rows, psv_rows, runs = [], [], []
     for spec in config.strategies:
         name, tau, target_mac = strategy_config(spec, config)
         cfg = replace(base, strategy=name, tau=tau, target_mac=target_mac, n_select=n_select)
-        rows.append(_row(spec, 0, ev0, label_set, idx0.size, [], wall0) | {"guard_mode": "", "auto_labelled": 0, "auto_wrong": 0})
+        no_guard = {"guard_mode": "", "auto_labelled": 0, "auto_wrong": 0, "guard_measured_on": ""}
+        rows.append(_row(spec, 0, ev0, label_set, idx0.size, [], wall0) | no_guard)
         psv_rows += _psv_rows(spec, 0, ev0, label_set)
-        runs.append(_Run(spec, cfg, model0, SlicePool(images, labelled0.copy(), body, volumes), start_set,
-                         list(idx0), trained0.val_dice_per_class))
+        runs.append(_Run(spec, cfg, model0, SlicePool(images, labelled0 | off_limits, body, volumes), start_set,
+                         list(idx0), evidence0))
     # Steps outside, strategies inside: a run stopped early still compares every
     # strategy at the same step.
     for step in range(1, config.steps + 1):
@@ -301,13 +318,14 @@ def run_simulation(
             run.indices += chosen
             trained = train_step(run.model, run.tset, run.cfg, warm_start=config.warm_start, label_set=label_set,
                                  slice_keys=keys[run.indices])  # fmt: skip
-            run.model, run.held_out = trained.model, trained.val_dice_per_class
+            run.model, run.held_out = trained.model, guard_evidence(trained)
             ev = evaluate(run.model, tests, **eval_kw)
             masks = [q.mask for q in queries]
-            n_labelled = int(run.pool.labelled.sum())
+            n_labelled = int(run.pool.labelled.sum() - off_limits.sum())
             rows.append(
                 _row(run.spec, step, ev, label_set, n_labelled, masks, time.perf_counter() - t)
                 | _auto_labels(guard.mode, labels, provenance, truth[chosen])
+                | {"guard_measured_on": measured_on}
             )
             psv_rows += _psv_rows(run.spec, step, ev, label_set)
             write_results(out, rows, psv_rows)  # a crash or a kill keeps the finished steps
@@ -322,6 +340,24 @@ def run_simulation(
     write_results(out, rows, psv_rows)
     write_figures(rows, psv_rows, out)
     return SimulationResult(rows, psv_rows, out)
+
+
+def _held_out(labelled: np.ndarray, truth: np.ndarray, volumes: np.ndarray,
+              per_volume: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pool indices of the held-out slices, (N,) bool of the slices never selected for them:
+    the held-out slices and their neighbours), per volume as ``mltasks.held_out`` chooses."""
+    has_structure = truth.reshape(truth.shape[0], -1).max(axis=1) > 0
+    held = []
+    for v in np.unique(volumes):
+        idx = np.flatnonzero(volumes == v)
+        if per_volume > 0:
+            held += idx[choose_held_out(labelled[idx], per_volume, eligible=has_structure[idx])].tolist()
+    off = np.zeros(labelled.shape, bool)
+    for i in held:  # a neighbour in another volume is not a neighbour
+        near = np.arange(i - HELD_OUT_MARGIN, i + HELD_OUT_MARGIN + 1)
+        near = near[(near >= 0) & (near < off.size)]
+        off[near[volumes[near] == volumes[i]]] = True
+    return np.asarray(held, np.int64), off & ~labelled
 
 
 @dataclass

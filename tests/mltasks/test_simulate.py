@@ -200,3 +200,37 @@ def test_an_unknown_label_rule_is_refused_with_the_choices(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({**CONFIG, "label_rule": "often"}))
     with pytest.raises(InvalidSimulationConfig, match="guard, paper, masked"):
         load_simulation_config(tmp_path / "c.json")
+
+
+def test_the_guard_decides_on_held_out_slices_that_are_never_selected(tmp_path, monkeypatch):
+    import mltasks.simulate as simulate
+
+    offered = []
+    real = simulate.propose_queries
+
+    def spy(model, pool, cfg, **kwargs):
+        offered.append(pool.labelled.copy())
+        return real(model, pool, cfg, **kwargs)
+
+    monkeypatch.setattr(simulate, "propose_queries", spy)
+    config = {**CONFIG, "steps": 1, "strategies": ["tau=2.5e-3"], "held_out_slices": 2}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = run_simulation(load_simulation_config(tmp_path / "c.json"), tmp_path / "out").rows
+    finally:
+        torch.set_num_threads(before)
+    assert rows[-1]["guard_measured_on"] == "4 held-out slices"  # 2 in each of the 2 pool volumes
+    assert rows[-1]["labelled_slices"] == 6  # held-out slices are not counted as labelled
+    # 4 seed slices, 4 held out and their neighbours: none of them may be offered.
+    assert offered and int((~offered[0]).sum()) < 24 - 4 - 4
+
+    without = {**config, "held_out_slices": 0}
+    (tmp_path / "d.json").write_text(json.dumps(without))
+    torch.set_num_threads(1)
+    try:
+        rows = run_simulation(load_simulation_config(tmp_path / "d.json"), tmp_path / "out2").rows
+    finally:
+        torch.set_num_threads(before)
+    assert rows[-1]["guard_measured_on"] == "validation slices"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from backend.acquisition import ml_adapter
 from backend.acquisition.models import HeldOutSlice, TrainingSlice
 
 if TYPE_CHECKING:  # annotations only
@@ -12,7 +13,7 @@ if TYPE_CHECKING:  # annotations only
 # Neighbouring CT slices 1 mm apart look almost alike: a training slice right next to a
 # held-out one would let the model see its test. The held-out slice and this many slices
 # on each side are never seeded, queried or trained on.
-HELD_OUT_MARGIN = 1
+HELD_OUT_MARGIN = ml_adapter.HELD_OUT_MARGIN  # the simulation's too (mltasks.held_out)
 
 
 def held_out_by_scan(project: Project) -> dict[int, list[int]]:

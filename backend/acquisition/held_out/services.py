@@ -32,14 +32,6 @@ def _no_step_running(project: Project) -> None:
                            "done or cancelled (its evaluation reads them)", code="step_running")
 
 
-def spread(candidates: list[int], count: int) -> list[int]:
-    """``count`` of the sorted ``candidates``, evenly spread along them (the middle of each of
-    ``count`` equal runs), or all of them when there are not more."""
-    if count >= len(candidates):
-        return list(candidates)
-    return [candidates[int((i + 0.5) * len(candidates) / count)] for i in range(count)]
-
-
 def _candidates(project: Project, scan, ref) -> tuple[list[int], str]:
     """Labelled slices of ``scan`` with at least one structure, away from its training slices;
     and, when there is none, why (for the lead)."""
@@ -78,7 +70,7 @@ def held_out_choose(*, project: Project, per_scan: int) -> dict:
         candidates, reason = _candidates(project, scan, ref)
         if reason:
             why.append(reason)
-        rows += [HeldOutSlice(project=project, scan=scan, z=z) for z in spread(candidates, per_scan)]
+        rows += [HeldOutSlice(project=project, scan=scan, z=z) for z in ml_adapter.spread(candidates, per_scan)]
     if not rows:
         raise StepConflict(_nothing_to_hold_out(project, why), code="no_held_out_candidates")
     HeldOutSlice.objects.bulk_create(rows)

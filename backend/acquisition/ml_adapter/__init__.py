@@ -83,11 +83,13 @@ from backend.acquisition.ml_adapter.core import (
     write_nifti,
 )
 from backend.acquisition.ml_adapter.guard import (
+    HELD_OUT_MARGIN,
     LABEL_RULES,
     cold_start_cover,
     cold_start_descriptors,
     guard_decision,
     guard_query,
+    spread,
 )
 
 __all__ = [  # noqa: RUF022  (grouped by submodule)
@@ -131,11 +133,13 @@ __all__ = [  # noqa: RUF022  (grouped by submodule)
     "TRAINING_BUDGETS",
     "write_dicom_ct",
     "write_nifti",
+    "HELD_OUT_MARGIN",
     "LABEL_RULES",
     "cold_start_cover",
     "cold_start_descriptors",
     "guard_decision",
     "guard_query",
+    "spread",
     "CheckpointRefused",
     "checkpoint_validate",
     "label_set_changes",

@@ -8,6 +8,10 @@ import numpy as np
 from mltasks import coldstart as mlcoldstart
 from mltasks import guard as mlguard
 
+# Re-exported: the held-out app chooses its slices by the library's rule, as the simulation does.
+from mltasks.held_out import HELD_OUT_MARGIN as HELD_OUT_MARGIN
+from mltasks.held_out import spread as spread
+
 LABEL_RULES = mlguard.RULES
 
 
