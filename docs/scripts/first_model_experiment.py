@@ -114,7 +114,7 @@ def main() -> None:
                                  slice_interval_mm=ph2.geometry.spacing[0])  # fmt: skip
         other = (pre2.image, resample_labels_to_network(ph2.labels.astype(np.uint8), ph2.geometry, pre2.geometry))
     net = profile(args.profile, n_classes=ph.label_set.n_classes, matrix=args.matrix)
-    log(f"phantom {args.phantom_seed} {tuple(args.shape)} -> {n} slices of {args.matrix}^2; "
+    log(f"phantom {args.phantom_seed} {tuple(ph.hu.shape)} -> {n} slices of {args.matrix}^2; "
         f"seed slices {seed_idx.tolist()}; {rest.size} held out; {args.profile} net, "
         f"{args.seconds:.0f} s / {args.epochs} epochs, patience {args.patience}")  # fmt: skip
     print("| variant | epochs | stop | s | best epoch | val Dice | held-out muscle Dice (best / last) "
