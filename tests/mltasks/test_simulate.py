@@ -181,16 +181,20 @@ def test_the_guard_asks_an_untrusted_first_model_for_whole_slices(result):
     assert all(int(r["auto_labelled"]) == 0 and float(r["mac"]) == 1.0 for r in first)
 
 
-def test_the_papers_rule_auto_labels_the_unqueried_pixels_and_counts_the_wrong_ones(tmp_path):
-    config = {**CONFIG, "steps": 1, "strategies": ["tau=2.5e-3"], "label_rule": "paper"}
-    (tmp_path / "c.json").write_text(json.dumps(config))
+def one_step(folder, **overrides) -> list[dict]:
+    """The rows of a one-step, one-strategy (tau) simulation on one torch thread."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "c.json").write_text(json.dumps({**CONFIG, "steps": 1, "strategies": ["tau=2.5e-3"], **overrides}))
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = run_simulation(load_simulation_config(tmp_path / "c.json"), tmp_path / "out").rows
+        return run_simulation(load_simulation_config(folder / "c.json"), folder / "out").rows
     finally:
         torch.set_num_threads(before)
-    row = rows[-1]
+
+
+def test_the_papers_rule_auto_labels_the_unqueried_pixels_and_counts_the_wrong_ones(tmp_path):
+    row = one_step(tmp_path, label_rule="paper")[-1]
     assert row["guard_mode"] == "auto_label"
     assert row["auto_labelled"] == row["added_pixels"] - row["queried_pixels"] > 0
     assert 0 <= row["auto_wrong"] <= row["auto_labelled"]
@@ -213,24 +217,10 @@ def test_the_guard_decides_on_held_out_slices_that_are_never_selected(tmp_path, 
         return real(model, pool, cfg, **kwargs)
 
     monkeypatch.setattr(simulate, "propose_queries", spy)
-    config = {**CONFIG, "steps": 1, "strategies": ["tau=2.5e-3"], "held_out_slices": 2}
-    (tmp_path / "c.json").write_text(json.dumps(config))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        rows = run_simulation(load_simulation_config(tmp_path / "c.json"), tmp_path / "out").rows
-    finally:
-        torch.set_num_threads(before)
+    rows = one_step(tmp_path / "held", held_out_slices=2)
     assert rows[-1]["guard_measured_on"] == "4 held-out slices"  # 2 in each of the 2 pool volumes
     assert rows[-1]["labelled_slices"] == 6  # held-out slices are not counted as labelled
     # 4 seed slices, 4 held out and their neighbours: none of them may be offered.
     assert offered and int((~offered[0]).sum()) < 24 - 4 - 4
 
-    without = {**config, "held_out_slices": 0}
-    (tmp_path / "d.json").write_text(json.dumps(without))
-    torch.set_num_threads(1)
-    try:
-        rows = run_simulation(load_simulation_config(tmp_path / "d.json"), tmp_path / "out2").rows
-    finally:
-        torch.set_num_threads(before)
-    assert rows[-1]["guard_measured_on"] == "validation slices"
+    assert one_step(tmp_path / "none", held_out_slices=0)[-1]["guard_measured_on"] == "validation slices"
