@@ -8,8 +8,8 @@ Slices of the grid issue's phantom (512 x 512 at 500 mm field of view, table and
 (``mltasks.netgrid``) at ``--pixel-mm``; the ``fast`` profile's U-Net (16 filters, 4 levels,
 23 classes) runs forward, loss and backward on batches of 8 with the within-scan
 augmentation, exactly as ``mltasks.train`` does, with and without the crop. The two
-ways alternate batch by batch (whole, cropped, cropped, whole, ...) so that a change
-of the machine's load hits both; the median seconds per batch and their ratio are
+ways alternate in blocks of ``--block`` batches (whole, cropped, cropped, whole, ...) so
+that a change of the machine's load hits both; the median seconds per batch and their ratio are
 printed, with the share of the slice's pixels a cropped batch keeps and the peak
 resident memory of the process. The weights are not the point (speed does not depend
 on them); docs/learning.md gives the Dice at equal epochs.
@@ -60,7 +60,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=16)
     ap.add_argument("--pixel-mm", type=float, default=2.0)
-    ap.add_argument("--batches", type=int, default=8, help="batches timed per way")
+    ap.add_argument("--batches", type=int, default=16, help="batches timed per way")
+    ap.add_argument("--block", type=int, default=4, help="batches in a row of one way")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,7 +73,10 @@ def main() -> None:
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
     times: dict[bool, list[float]] = {False: [], True: []}
     pixels: dict[bool, list[int]] = {False: [], True: []}
-    order = [False, True, True, False] * (-(-args.batches // 2))
+    # Blocks of one way in a row (whole, cut, cut, whole, ...): changing the input shape costs
+    # oneDNN a new plan, which a training run pays only when a batch's crop differs.
+    order = [way for way in [False, True, True, False] * (-(-args.batches // (2 * args.block)))
+             for _ in range(args.block)]
     one_batch(model, optimizer, x_all[:8], y_all[:8], crop=False)  # warm-up
     for k, crop in enumerate(order[: 2 * args.batches]):
         idx = torch.randperm(x_all.shape[0], generator=gen)[:8]
