@@ -135,9 +135,9 @@ def set_budget(project, args) -> None:
     """Training budgets, seconds or epochs (no time limit when given in epochs): the product's
     ``first_max_*`` for the project's first model (model 0, a cold start's first model, an
     import's adaptation), ``max_*`` for every step's training."""
-    def budget(epochs, seconds, prefix=""):
+    def budget(epochs, seconds, prefix=""):  # in seconds, the time alone ends training
         return ({f"{prefix}max_epochs": epochs, f"{prefix}max_seconds": 0.0} if epochs
-                else {f"{prefix}max_seconds": seconds})
+                else {f"{prefix}max_epochs": 10_000, f"{prefix}max_seconds": seconds})
     project.network_config = {**project.network_config, **budget(args.step_epochs, args.step_seconds),
                               **budget(args.first_epochs, args.first_seconds, "first_")}
     project.save(update_fields=["network_config"])
