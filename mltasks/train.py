@@ -36,7 +36,6 @@ import torch
 
 from mltasks.augment import AUGMENT_PRESETS, augment_batch, augment_preset
 from mltasks.checkpoint import load_checkpoint, save_checkpoint
-from mltasks.crop import crop_to_content
 from mltasks.errors import InvalidTrainingData
 from mltasks.geometry import Geometry
 from mltasks.labels import LabelSet
@@ -88,8 +87,6 @@ class TrainConfig:
         keep_best_min_val: the best-validation weights are returned only when at least this
             many slices validate; one or two slices are no basis for choosing among epochs, so
             with fewer the last epoch's weights are returned (docs/learning.md, section 1).
-        crop_to_content: each batch is cut to its slices' tissue and labels plus a margin of
-            air (``mltasks.crop``): fewer pixels per pass on slices padded to the field of view.
     """
 
     lr: float = 1e-3
@@ -112,7 +109,6 @@ class TrainConfig:
     val_gap: int = 1
     min_batches_per_epoch: int = 16
     keep_best_min_val: int = 3
-    crop_to_content: bool = True
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -342,8 +338,6 @@ def _train_epoch(
         x, y = batches.x[idx], batches.y[idx]
         if config.augment:
             x, y = augment_batch(x, y, generator, config=augment, flip_lut=batches.flip_lut)
-        if config.crop_to_content:
-            x, y = crop_to_content(x, y, multiple=2 ** (model.config.depth - 1))
         if x.shape[0] == 1:  # batch norm needs more than one value per channel
             x, y = torch.cat([x, x]), torch.cat([y, y])
         optimizer.zero_grad(set_to_none=True)

@@ -42,7 +42,7 @@ _NETWORK_LIMITS: dict[str, tuple[type, float, float]] = {
     "patience": (int, 0, 10_000), "val_fraction": (float, 0.0, 0.9), "dice_weight": (float, 0.0, 100.0),
     "augment": (bool, 0, 1), "val_samples": (int, 1, 100), "seed": (int, 0, 2**31 - 1),
     "warm_start": (bool, 0, 1), "min_batches_per_epoch": (int, 0, 10_000), "adapt_imported": (bool, 0, 1),
-    "keep_best_min_val": (int, 0, 1000), "crop_to_content": (bool, 0, 1),
+    "keep_best_min_val": (int, 0, 1000),
     "max_seconds": (float, 0.0, 7 * 86_400.0), "pixel_mm": (float, 0.25, 10.0),
     "first_max_epochs": (int, 1, 10_000), "first_max_seconds": (float, 0.0, 7 * 86_400.0),
     "label_rule": (str, 0, 0), "patience_rule": (str, 0, 0), "augment_preset": (str, 0, 0),

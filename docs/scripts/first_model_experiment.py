@@ -54,7 +54,6 @@ VARIANTS: dict[str, tuple[dict, bool]] = {
     "new_defaults": ({}, True),
     "new_defaults+paper_aug": ({"augment_preset": "paper"}, True),
     "new_defaults+no_aug": ({"augment": False}, True),
-    "new_defaults+no_crop": ({"crop_to_content": False}, True),
 }
 
 
@@ -88,19 +87,11 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cross-seed", type=int, default=None)
-    ap.add_argument("--ct-size", action="store_true",
-                    help="the grid issue's phantom: 160 x 512 x 512, 3 mm slices, 500 mm field of view, "
-                         "table and arms (overrides --shape)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    phantom_args = {"shape": tuple(args.shape)}
-    fov_mm = 380.0
-    if args.ct_size:
-        fov_mm = 500.0
-        phantom_args = {"shape": (160, 512, 512), "spacing": (3.0, fov_mm / 512, fov_mm / 512), "arms": True}
-    ph = generate_phantom(args.phantom_seed, **phantom_args)
-    pre = preprocess_volume(ph.hu, ph.geometry, matrix=args.matrix, fov_mm=fov_mm,
+    ph = generate_phantom(args.phantom_seed, shape=tuple(args.shape))
+    pre = preprocess_volume(ph.hu, ph.geometry, matrix=args.matrix, fov_mm=380.0,
                             slice_interval_mm=ph.geometry.spacing[0])  # fmt: skip
     labels = resample_labels_to_network(ph.labels.astype(np.uint8), ph.geometry, pre.geometry)
     n = pre.image.shape[0]
@@ -109,8 +100,8 @@ def main() -> None:
     muscles = ph.label_set.values_of_kind("muscle")
     other = None
     if args.cross_seed is not None:
-        ph2 = generate_phantom(args.cross_seed, **phantom_args)
-        pre2 = preprocess_volume(ph2.hu, ph2.geometry, matrix=args.matrix, fov_mm=fov_mm,
+        ph2 = generate_phantom(args.cross_seed, shape=tuple(args.shape))
+        pre2 = preprocess_volume(ph2.hu, ph2.geometry, matrix=args.matrix, fov_mm=380.0,
                                  slice_interval_mm=ph2.geometry.spacing[0])  # fmt: skip
         other = (pre2.image, resample_labels_to_network(ph2.labels.astype(np.uint8), ph2.geometry, pre2.geometry))
     net = profile(args.profile, n_classes=ph.label_set.n_classes, matrix=args.matrix)
