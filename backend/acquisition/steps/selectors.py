@@ -38,6 +38,7 @@ def tau_preview(project: Project, tau: float, *, target_mac: float | None = None
     maps = [codec.unpack_float16(q.uncertainty, (q.height, q.width)) for q in step.queries.all()]
     return ml_adapter.preview_tau(maps, tau, target_mac=target_mac) | {"slices": len(maps), "step": step.number}
 
+
 # Warm start by default: in the simulation it kept a higher Dice than re-initialising
 # and took 56 % of the time (docs/simulation.md, run 4). ``network_config.warm_start =
 # false`` re-initialises as the paper did.
