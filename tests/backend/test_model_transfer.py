@@ -87,3 +87,53 @@ def test_a_project_may_use_an_imported_model_as_it_is():
     assert list(ModelVersion.objects.filter(project=second).values_list("number", "origin__kind")) == [
         (0, "project"), (1, "trained")]
     assert step.costs["inferring"]["first_model_seconds"] is None
+
+
+def _transfer_with_held_out(monkeypatch, imported_score: float, adapted_score: float):
+    """A second project with held-out slices that imports the first's model, its held-out
+    measurements fixed: the import scores ``imported_score``, its adaptation ``adapted_score``."""
+    from backend.acquisition.held_out.services import held_out_choose
+    from backend.acquisition.steps import guarding
+    from backend.acquisition.steps.training_set import training_set_seed
+
+    first, lead, (annotator, _) = acquisition_project(n_pool=1, n_test=0)
+    second, _, (second_annotator, _) = acquisition_project(n_pool=1, n_test=0, seed_fraction=None)
+    Membership.objects.create(project=second, user=lead, role=Role.LEAD)
+    held_out_choose(project=second, per_scan=2)
+    training_set_seed(project=second, fraction=0.25)
+    run_whole_step(first, lead, annotator)
+    imported = model_version_import(second, from_version=ModelVersion.objects.get(project=first, number=1), user=lead)
+    scores = iter([imported_score, adapted_score])
+    monkeypatch.setattr(guarding, "_measure", lambda *args: ([1.0] + [next(scores)] * 22, 2))
+    return second, lead, second_annotator, imported
+
+
+def test_an_adaptation_that_scores_lower_on_the_held_out_slices_is_dropped_and_the_import_kept(monkeypatch):
+    second, lead, annotator, imported = _transfer_with_held_out(monkeypatch, 0.7, 0.6)
+
+    step = run_whole_step(second, lead, annotator)
+
+    verdict = step.costs["inferring"]["adaptation"]
+    assert verdict["kept"] == "imported" and verdict["imported_dice"] == 0.7 and verdict["adapted_dice"] == 0.6
+    assert step.costs["inferring"]["first_model_seconds"] > 0  # the adaptation's time was spent
+    assert list(ModelVersion.objects.filter(project=second).values_list("number", "origin__kind")) == [
+        (0, "project"), (1, "trained")]  # no adapted version
+    imported.refresh_from_db()
+    assert imported.training["adaptation"]["kept"] == "imported"
+    assert step.guard["measured_on"] == "2 held-out slices"
+    # The next step does not try again: the step's own model is current now, and even with the
+    # import current, an adaptation that lost is not repeated.
+    from backend.acquisition.steps.selectors import adapts_import
+
+    assert not adapts_import(second, imported)
+
+
+def test_an_adaptation_that_scores_higher_replaces_the_import_and_keeps_its_measurement(monkeypatch):
+    second, lead, annotator, imported = _transfer_with_held_out(monkeypatch, 0.6, 0.7)
+
+    step = run_whole_step(second, lead, annotator)
+
+    assert step.costs["inferring"]["adaptation"]["kept"] == "adapted"
+    adapted = ModelVersion.objects.get(project=second, number=1)
+    assert adapted.origin["kind"] == "adapted"
+    assert adapted.training["held_out_dice_per_class"][1] == 0.7 and adapted.training["held_out_slices"] == 2

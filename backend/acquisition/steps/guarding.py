@@ -64,6 +64,23 @@ def guard_evidence(step, version, load_model, cache) -> tuple[list[float | None]
     return None, None
 
 
+def adaptation_verdict(step, imported, adapted_model, pixel_mm, *, load_model) -> dict | None:
+    """Whether an import's adaptation to the project's labelled slices replaces it: fitted to a
+    seed of a few slices, it can score lower on this CT than the import did (docs/learning.md).
+    Both are measured on the project's held-out slices (mean Dice over the structures); the
+    import is kept when the adaptation scores lower. None without held-out slices (the adaptation
+    is kept, unjudged). The dict holds both means, what was kept and the adapted model's Dice per
+    class (``adapted_per_class``, ``held_out_slices``) for its version."""
+    if load_model is None or not HeldOutSlice.objects.filter(project=step.project).exists():
+        return None
+    before, _ = guard_evidence(step, imported, load_model, None)
+    after, n = _measure(step, imported, _held_out_truth(step.project), lambda _v: (adapted_model, pixel_mm), None)
+    means = [float(np.mean([d for d in dice[1:] if d is not None] or [0.0])) for dice in (before, after)]
+    return {"kept": "imported" if means[1] < means[0] else "adapted", "imported_dice": round(means[0], 4),
+            "adapted_dice": round(means[1], 4), "measured_on": f"{n} held-out slices",
+            "adapted_per_class": after, "held_out_slices": n}
+
+
 def measure_imported(step, version, load_model, cache) -> list[float | None] | None:
     """Dice per class of an imported ``version`` on the project's training slices (None where a
     class is absent from them), stored on the version as its validation Dice; None without any."""

@@ -39,7 +39,12 @@ from backend.acquisition.steps.coldstart import (
     needs_cold_start,
 )
 from backend.acquisition.steps.evaluation import evaluate_model
-from backend.acquisition.steps.guarding import guarded_masks, guarded_predictions, step_guard
+from backend.acquisition.steps.guarding import (
+    adaptation_verdict,
+    guarded_masks,
+    guarded_predictions,
+    step_guard,
+)
 from backend.acquisition.steps.progress import Cancelled, LeaseKeeper, PhaseReporter
 from backend.acquisition.steps.scan_inputs import ScanInputs
 from backend.acquisition.steps.selectors import WARM_START, adapts_import
@@ -182,19 +187,26 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
     if needs_cold_start(project):
         return _run_cold_start(step, reporter, runner)
     version = current_model(project)
-    bootstrap, adapted_from = None, None
+    bootstrap, adapted_from, verdict = None, None, None
     if version is None:
         reporter.segment(0, 50, "training the first model on the initial training set", subphase="first_model")
         bootstrap = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt", first=True)
         model, pixel_mm = bootstrap[0][0], bootstrap[3]
+        first_seconds = bootstrap[0][1].get("seconds")
     elif adapts_import(project, version):
         # The project's first model of its own CT: it gets model 0's budget, not a step's.
         reporter.segment(0, 50, "adapting the imported model to this project's labelled slices", subphase="first_model")
         bootstrap, adapted_from = _train(step, reporter, path=cache_dir() / f"step-{step.pk}-bootstrap.pt",
                                          first=True), version
-        model, pixel_mm = bootstrap[0][0], bootstrap[3]
+        model, pixel_mm, first_seconds = bootstrap[0][0], bootstrap[3], bootstrap[0][1].get("seconds")
+        verdict = adaptation_verdict(step, version, model, pixel_mm, load_model=model_and_pixel)
+        if verdict is not None:
+            bootstrap[0][1].update(held_out_dice_per_class=verdict.pop("adapted_per_class"),
+                                   held_out_slices=verdict["held_out_slices"])
+        if verdict is not None and verdict["kept"] == "imported":  # never a worse model for a better one
+            bootstrap, (model, pixel_mm) = None, model_and_pixel(version)
     else:
-        model, pixel_mm = model_and_pixel(version)
+        (model, pixel_mm), first_seconds = model_and_pixel(version), None
     reporter.segment(50 if bootstrap else 0, 100, "MC-dropout inference over the pool's acquired slices",
                      subphase="ranking")
     started = time.monotonic()
@@ -206,10 +218,13 @@ def run_inference(step: AcquisitionStep, reporter: PhaseReporter, runner: str) -
         if bootstrap is not None:
             _save_version(project, fresh, bootstrap, of_step=False, origin=None if adapted_from is None else {
                 "kind": "adapted", "from_model_version": adapted_from.pk, "from_number": adapted_from.number})
+        elif verdict is not None:  # the import stays: the next step does not adapt it again
+            version.training = {**(version.training or {}), "adaptation": verdict}
+            version.save(update_fields=["training"])
         fresh.costs = {**fresh.costs, "inferring": {
             "seconds": round(time.monotonic() - started, 1), "slices": int(ranked.rescored.size),
             "slice_passes": int(ranked.passes), "network_pixels": pixels,
-            "first_model_seconds": bootstrap[0][1].get("seconds") if bootstrap else None}}
+            "first_model_seconds": first_seconds, "adaptation": verdict}}
         fresh.inference_file.save(f"step-{step.pk}.npz", ContentFile(buffer.getvalue()), save=False)
         step_transition(step=fresh, target=State.SELECTING)
     (cache_dir() / f"step-{step.pk}-bootstrap.pt").unlink(missing_ok=True)

@@ -51,10 +51,13 @@ def adapts_import(project: Project, version: ModelVersion) -> bool:
     slices (warm start, model 0's budget): another CT's model, fitted to this CT's labels before
     it ranks the pool, so that the project starts where the other ended (docs/learning.md). Only
     when the project wants it (``network_config.adapt_imported``, default on), has labelled
-    slices, and the import has the project's network and pixel size (else step 1's training
-    starts afresh anyway)."""
+    slices, the import has the project's network and pixel size (else step 1's training
+    starts afresh anyway), and no earlier adaptation of it scored lower than it
+    (``steps.guarding.adaptation_verdict``)."""
     config = project.network_config or {}
     if version.origin.get("kind") not in IMPORTED_ORIGINS or not config.get("adapt_imported", True):
+        return False
+    if (version.training or {}).get("adaptation", {}).get("kept") == "imported":  # tried: it scored lower
         return False
     if not config.get("warm_start", WARM_START) or not TrainingSlice.objects.filter(project=project).exists():
         return False
